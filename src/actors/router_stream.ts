@@ -1,0 +1,329 @@
+// The router-level ExtProc stream: one actor per HTTP request that Envoy's router filter sends us. It reads the
+// request, decides the model (x-ai-eg-model) so Envoy can re-select the route, then follows the response.
+//
+//   requestHeaders → requestBody → routing → upstream → responseHeaders → responseBody → done
+//                                                        failed (immediate response, protocol error or abort)
+//
+// Every ProcessingRequest is answered with exactly the matching response type (or an immediate response), emitted
+// as a "reply" event; the transport writes it. Messages that arrive out of order are protocol violations.
+import { assign, emit, setup } from "xstate";
+import type { GatewaySnapshot } from "../control/snapshot.ts";
+import {
+  BodyMode,
+  continueResponse,
+  headerMutation,
+  immediateResponse,
+  type Phase,
+  type ProcessingMode,
+  readHeaders,
+  sendsBody,
+  sendsTrailers,
+} from "../protocol/ext_proc.ts";
+import { type OpenAIError, openAIErrorReply } from "../protocol/openai/errors.ts";
+import {
+  type Endpoint,
+  findEndpoint,
+  isEndpoint,
+  modelsListBody,
+  pathOnly,
+  routeRequestBody,
+  type RoutedRequest,
+} from "../protocol/openai/endpoints.ts";
+import { type EnvoyEvent, type EnvoyMessageEvent, phaseOf, type StreamEmitted } from "./envoy_events.ts";
+
+/** Headers the router sets; client-sent copies are overwritten, never trusted. */
+export const MODEL_HEADER = "x-ai-eg-model";
+export const ORIGINAL_PATH_HEADER = "x-ai-eg-original-path";
+/** Joins the router stream and the attempt streams of one HTTP request (see attempt_stream.ts). */
+export const REQUEST_ID_HEADER = "x-tollgate-request-id";
+
+export interface RouterInput {
+  readonly streamId: string;
+  readonly snapshot: GatewaySnapshot;
+  /** The processing mode the router filter is configured with. */
+  readonly mode: ProcessingMode;
+  /** Cap on an accumulated request body when Envoy streams it in chunks (BUFFERED is capped by Envoy itself). */
+  readonly maxBodyBytes: number;
+}
+
+export type StreamFailure =
+  | { readonly kind: "rejected"; readonly status: number; readonly details: string }
+  | { readonly kind: "protocol"; readonly message: string }
+  | { readonly kind: "aborted"; readonly phase: string };
+
+export interface RouterContext {
+  readonly streamId: string;
+  readonly snapshot: GatewaySnapshot;
+  mode: ProcessingMode;
+  readonly maxBodyBytes: number;
+  method: string;
+  path: string;
+  endpoint: Endpoint | OpenAIError | undefined;
+  chunks: Uint8Array[];
+  bodyBytes: number;
+  route: RoutedRequest | OpenAIError | undefined;
+  attempts: number;
+  responseStatus: number | undefined;
+  failure: StreamFailure | undefined;
+}
+
+/** Sent by an attempt stream of the same request when Envoy starts an upstream try. */
+export type AttemptEvent = { readonly type: "attempt.started" };
+
+export interface RouterOutput {
+  readonly outcome: "done" | "rejected" | "protocol" | "aborted";
+  readonly model: string | undefined;
+  readonly attempts: number;
+  readonly responseStatus: number | undefined;
+  readonly failure: StreamFailure | undefined;
+}
+
+type Event = EnvoyEvent | AttemptEvent;
+type HeadersEvent = Extract<EnvoyEvent, { type: "envoy.requestHeaders" | "envoy.responseHeaders" }>;
+type BodyEvent = Extract<EnvoyEvent, { type: "envoy.requestBody" | "envoy.responseBody" }>;
+
+function isOpenAIError(x: unknown): x is OpenAIError {
+  return typeof x === "object" && x !== null && "status" in x && "message" in x;
+}
+
+function reply(response: StreamEmitted & { type: "reply" }): StreamEmitted {
+  return response;
+}
+
+function concat(chunks: readonly Uint8Array[], total: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+function rejectionOf(e: OpenAIError): StreamFailure {
+  return { kind: "rejected", status: e.status, details: e.details };
+}
+
+export const routerStreamMachine = setup({
+  types: {
+    input: {} as RouterInput,
+    context: {} as RouterContext,
+    events: {} as Event,
+    emitted: {} as StreamEmitted,
+    output: {} as RouterOutput,
+  },
+  guards: {
+    requestRejected: ({ context }) => context.endpoint === undefined || !isEndpoint(context.endpoint),
+    answeredLocally: ({ context }) => isEndpoint(context.endpoint!) && !context.endpoint.routedByBody,
+    // With end_of_stream on the headers, or a mode that sends no body, a body-routed request cannot be routed.
+    noRequestBody: ({ event }) => (event as HeadersEvent).headers.endOfStream,
+    requestBodyNotSent: ({ context }) => !sendsBody(context.mode.requestBodyMode),
+    bodyTooLarge: ({ context, event }) =>
+      context.bodyBytes + (event as BodyEvent).body.body.length > context.maxBodyBytes,
+    moreBodyComing: ({ event }) => !(event as BodyEvent).body.endOfStream,
+    bodyRejected: ({ context }) => isOpenAIError(context.route),
+    responseComplete: ({ context, event }) =>
+      (event as HeadersEvent).headers.endOfStream ||
+      (!sendsBody(context.mode.responseBodyMode) && !sendsTrailers(context.mode.responseTrailerMode)),
+    lastResponseChunk: ({ context, event }) =>
+      (event as BodyEvent).body.endOfStream && !sendsTrailers(context.mode.responseTrailerMode),
+  },
+  actions: {
+    recordRequestHeaders: assign(({ event }) => {
+      const headers = readHeaders((event as HeadersEvent).headers);
+      const method = headers.get(":method") ?? "";
+      const path = headers.get(":path") ?? "";
+      return { method, path, endpoint: findEndpoint(method, path) };
+    }),
+    replyRequestError: emit(({ context }) =>
+      reply({ type: "reply", response: immediateResponse(openAIErrorReply(context.endpoint as OpenAIError)) })
+    ),
+    recordRequestFailure: assign(({ context }) => ({ failure: rejectionOf(context.endpoint as OpenAIError) })),
+    replyModels: emit(({ context }) =>
+      reply({
+        type: "reply",
+        response: immediateResponse({ status: 200, body: modelsListBody(context.snapshot), details: "tollgate_models" }),
+      })
+    ),
+    rejectEmptyBody: assign(({ context }) => ({
+      route: {
+        status: 400,
+        type: "invalid_request_error",
+        code: "invalid_request_body",
+        message: `The request body of ${pathOnly(context.path)} is empty; send a JSON object`,
+        details: "tollgate_malformed_body",
+      } satisfies OpenAIError,
+    })),
+    rejectUnreadableBody: assign({
+      route: {
+        status: 500,
+        type: "server_error",
+        message: "The gateway is misconfigured: its processing mode does not send the request body",
+        details: "tollgate_body_mode_none",
+      } satisfies OpenAIError,
+    }),
+    rejectLargeBody: assign(({ context }) => ({
+      route: {
+        status: 413,
+        type: "invalid_request_error",
+        code: "request_too_large",
+        message: `The request body exceeds ${context.maxBodyBytes} bytes`,
+        details: "tollgate_body_too_large",
+      } satisfies OpenAIError,
+    })),
+    replyRouteError: emit(({ context }) =>
+      reply({ type: "reply", response: immediateResponse(openAIErrorReply(context.route as OpenAIError)) })
+    ),
+    recordRouteFailure: assign(({ context }) => ({ failure: rejectionOf(context.route as OpenAIError) })),
+    continueRequestHeaders: emit(() => reply({ type: "reply", response: continueResponse("requestHeaders") })),
+    appendBody: assign(({ context, event }) => {
+      const chunk = (event as BodyEvent).body.body;
+      if (chunk.length === 0) return {};
+      return { chunks: [...context.chunks, chunk], bodyBytes: context.bodyBytes + chunk.length };
+    }),
+    continueBodyChunk: emit(({ event }) => reply({ type: "reply", response: continueResponse(phaseOf(event as BodyEvent)) })),
+    routeBody: assign(({ context }) => ({
+      route: routeRequestBody(
+        context.endpoint as Endpoint,
+        concat(context.chunks, context.bodyBytes),
+        context.snapshot,
+      ),
+      chunks: [],
+    })),
+    // A streamed answer must reach the client chunk by chunk, so the response body switches to STREAMED.
+    // Envoy applies this only with allow_mode_override; if it ignores it, a single BUFFERED chunk still works.
+    overrideModeForStream: assign(({ context }) => {
+      const route = context.route as RoutedRequest;
+      if (!route.stream || context.mode.responseBodyMode !== BodyMode.BUFFERED) return {};
+      return { mode: { ...context.mode, responseBodyMode: BodyMode.STREAMED } };
+    }),
+    replyRoute: emit(({ context }) => {
+      const route = context.route as RoutedRequest;
+      const response = continueResponse("requestBody", {
+        headerMutation: headerMutation({
+          [MODEL_HEADER]: route.model,
+          [ORIGINAL_PATH_HEADER]: context.path,
+          [REQUEST_ID_HEADER]: context.streamId,
+        }),
+        clearRouteCache: true,
+      });
+      if (route.stream && context.mode.responseBodyMode === BodyMode.STREAMED) response.modeOverride = context.mode;
+      return reply({ type: "reply", response });
+    }),
+    countAttempt: assign(({ context }) => ({ attempts: context.attempts + 1 })),
+    recordResponseHeaders: assign(({ event }) => {
+      const status = Number(readHeaders((event as HeadersEvent).headers).get(":status"));
+      return { responseStatus: Number.isInteger(status) ? status : undefined };
+    }),
+    continueResponseHeaders: emit(() => reply({ type: "reply", response: continueResponse("responseHeaders") })),
+    continueResponseTrailers: emit(() => reply({ type: "reply", response: continueResponse("responseTrailers") })),
+    recordViolation: assign(({ event, self }) => {
+      const state = String(self.getSnapshot().value);
+      return {
+        failure: {
+          kind: "protocol",
+          message: `Protocol violation: received ${phaseOf(event as EnvoyMessageEvent)} while in ${state}`,
+        } satisfies StreamFailure,
+      };
+    }),
+    recordAbort: assign(({ self }) => ({
+      failure: { kind: "aborted", phase: String(self.getSnapshot().value) } satisfies StreamFailure,
+    })),
+    emitViolation: emit(({ context }) => ({
+      type: "violation" as const,
+      message: context.failure?.kind === "protocol" ? context.failure.message : "Protocol violation",
+    })),
+  },
+}).createMachine({
+  id: "routerStream",
+  context: ({ input }) => ({
+    streamId: input.streamId,
+    snapshot: input.snapshot,
+    mode: input.mode,
+    maxBodyBytes: input.maxBodyBytes,
+    method: "",
+    path: "",
+    endpoint: undefined,
+    chunks: [],
+    bodyBytes: 0,
+    route: undefined,
+    attempts: 0,
+    responseStatus: undefined,
+    failure: undefined,
+  }),
+  initial: "requestHeaders",
+  // Anything a state does not handle is out of order. "envoy.closed" before the end means Envoy gave up.
+  on: {
+    "envoy.closed": { target: ".failed", actions: "recordAbort" },
+    "envoy.*": { target: ".failed", actions: ["recordViolation", "emitViolation"] },
+  },
+  states: {
+    requestHeaders: {
+      on: { "envoy.requestHeaders": { target: "classifying", actions: "recordRequestHeaders" } },
+    },
+    classifying: {
+      always: [
+        { guard: "requestRejected", target: "failed", actions: ["replyRequestError", "recordRequestFailure"] },
+        { guard: "answeredLocally", target: "done", actions: "replyModels" },
+        { guard: "noRequestBody", target: "routing", actions: "rejectEmptyBody" },
+        { guard: "requestBodyNotSent", target: "routing", actions: "rejectUnreadableBody" },
+        { target: "requestBody", actions: "continueRequestHeaders" },
+      ],
+    },
+    requestBody: {
+      on: {
+        "envoy.requestBody": [
+          { guard: "bodyTooLarge", target: "routing", actions: "rejectLargeBody" },
+          { guard: "moreBodyComing", actions: ["appendBody", "continueBodyChunk"] },
+          { target: "routing", actions: ["appendBody", "routeBody"] },
+        ],
+      },
+    },
+    routing: {
+      always: [
+        { guard: "bodyRejected", target: "failed", actions: ["replyRouteError", "recordRouteFailure"] },
+        { target: "upstream", actions: ["overrideModeForStream", "replyRoute"] },
+      ],
+    },
+    upstream: {
+      on: {
+        "attempt.started": { actions: "countAttempt" },
+        "envoy.responseHeaders": { target: "responseHeaders", actions: "recordResponseHeaders" },
+        // With response headers in SKIP mode the body is the first thing we see of the response.
+        "envoy.responseBody": [
+          { guard: "lastResponseChunk", target: "done", actions: "continueBodyChunk" },
+          { target: "responseBody", actions: "continueBodyChunk" },
+        ],
+      },
+    },
+    responseHeaders: {
+      always: [
+        { guard: "responseComplete", target: "done", actions: "continueResponseHeaders" },
+        { target: "responseBody", actions: "continueResponseHeaders" },
+      ],
+    },
+    responseBody: {
+      on: {
+        "attempt.started": { actions: "countAttempt" },
+        "envoy.responseBody": [
+          { guard: "lastResponseChunk", target: "done", actions: "continueBodyChunk" },
+          { actions: "continueBodyChunk" },
+        ],
+        "envoy.responseTrailers": { target: "done", actions: "continueResponseTrailers" },
+      },
+    },
+    done: { type: "final" },
+    failed: { type: "final" },
+  },
+  output: ({ context }) => ({
+    outcome: context.failure?.kind ?? "done",
+    model: context.route && !isOpenAIError(context.route) ? context.route.model : undefined,
+    attempts: context.attempts,
+    responseStatus: context.responseStatus,
+    failure: context.failure,
+  }),
+});
+
+export type RouterStreamMachine = typeof routerStreamMachine;
+export type { Phase };

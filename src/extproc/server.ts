@@ -1,0 +1,168 @@
+// The ExtProc gRPC server: envoy.service.ext_proc.v3.ExternalProcessor/Process plus grpc.health.v1, on a Unix
+// socket (the sidecar default) or TCP. Each stream gets its own actor (router or upstream attempt); the role comes
+// from gRPC metadata that only Envoy's filter config can set, never from the HTTP request.
+import * as grpc from "@grpc/grpc-js";
+import type { Registry } from "prom-client";
+import { ExternalProcessorService } from "../protocol/gen/envoy/service/ext_proc/v3/external_processor.ts";
+import { type ProcessingMode, routerProcessingMode } from "../protocol/ext_proc.ts";
+import { type RouterInput, routerStreamMachine } from "../actors/router_stream.ts";
+import { type AttemptInput, attemptStreamMachine, type RouterStreamRef } from "../actors/attempt_stream.ts";
+import type { GatewaySnapshot } from "../control/snapshot.ts";
+import { type Clock, systemClock } from "../observability/clock.ts";
+import { ExtProcMetrics } from "../observability/extproc_metrics.ts";
+import type { Logger } from "../observability/logger.ts";
+import { type ExtProcCall, hostStream } from "./stream_host.ts";
+import { HealthService, ServingStatus } from "./health.ts";
+import { HealthService as HealthServiceDefinition } from "../protocol/gen/grpc/health/v1/health.ts";
+import { formatListenAddress, type ListenAddress } from "./listen_address.ts";
+
+/** gRPC metadata key carrying the filter's role; rendered into each ext_proc filter's grpc_service.initial_metadata. */
+export const ROLE_METADATA = "x-tollgate-role";
+
+export interface ExtProcServerOptions {
+  readonly listen: ListenAddress;
+  /** The config a new stream starts with; a stream keeps it until it ends. */
+  readonly snapshot: () => GatewaySnapshot;
+  readonly logger: Logger;
+  readonly registry: Registry;
+  readonly clock?: Clock;
+  readonly routerMode?: ProcessingMode;
+  readonly maxBodyBytes?: number;
+}
+
+export class ExtProcServer {
+  readonly #o: ExtProcServerOptions;
+  readonly #clock: Clock;
+  readonly #server: grpc.Server;
+  readonly #health = new HealthService([ExternalProcessorService.process.path.split("/")[1]!]);
+  readonly #routers = new Map<string, RouterStreamRef>();
+  readonly metrics: ExtProcMetrics;
+  #open = 0;
+  #bound: ListenAddress | undefined;
+  #draining = false;
+  #idle: (() => void) | undefined;
+
+  constructor(o: ExtProcServerOptions) {
+    this.#o = o;
+    this.#clock = o.clock ?? systemClock;
+    this.metrics = new ExtProcMetrics(o.registry);
+    // Envoy keeps one HTTP/2 connection open per sidecar and multiplexes every stream on it.
+    this.#server = new grpc.Server({ "grpc.max_concurrent_streams": 100_000, "grpc.max_receive_message_length": 64 << 20 });
+    this.#server.addService(ExternalProcessorService, { process: (call: ExtProcCall) => this.#process(call) });
+    this.#server.addService(HealthServiceDefinition, this.#health.implementation);
+  }
+
+  /** Streams currently open (router and attempt). */
+  get openStreams(): number {
+    return this.#open;
+  }
+
+  /** Router streams an attempt could still join. */
+  get registeredRouters(): number {
+    return this.#routers.size;
+  }
+
+  get address(): ListenAddress | undefined {
+    return this.#bound;
+  }
+
+  get ready(): boolean {
+    return this.#bound !== undefined && !this.#draining;
+  }
+
+  async start(): Promise<ListenAddress> {
+    const listen = this.#o.listen;
+    if (listen.kind === "unix") await prepareSocketPath(listen.path);
+    const port = await new Promise<number>((resolve, reject) =>
+      this.#server.bindAsync(
+        formatListenAddress(listen),
+        grpc.ServerCredentials.createInsecure(),
+        (err, p) => err ? reject(new Error(`Cannot listen on ${formatListenAddress(listen)}: ${err.message}`)) : resolve(p),
+      )
+    );
+    if (listen.kind === "unix") await Deno.chmod(listen.path, 0o660);
+    this.#bound = listen.kind === "tcp" ? { ...listen, port } : listen;
+    return this.#bound;
+  }
+
+  /**
+   * Stops accepting streams, lets open ones finish for up to `graceMs`, then cancels what is left. Resolves once
+   * the server is closed.
+   */
+  async drain(graceMs: number): Promise<{ forced: number }> {
+    this.#draining = true;
+    this.#health.setAll(ServingStatus.NOT_SERVING);
+    this.#health.closeWatchers();
+    let forced = 0;
+    const closed = new Promise<void>((resolve) => this.#server.tryShutdown(() => resolve()));
+    if (this.#open > 0) {
+      const idle = new Promise<boolean>((resolve) => (this.#idle = () => resolve(true)));
+      let timer: unknown;
+      const expired = new Promise<boolean>((resolve) => (timer = this.#clock.setTimeout(() => resolve(false), graceMs)));
+      const finished = await Promise.race([idle, expired]);
+      this.#clock.clearTimeout(timer);
+      if (!finished) {
+        forced = this.#open;
+        this.#o.logger.warn({ open: forced, graceMs }, "Grace period over; cancelling open ExtProc streams");
+        this.#server.forceShutdown();
+      }
+    }
+    await closed;
+    if (this.#o.listen.kind === "unix") await Deno.remove(this.#o.listen.path).catch(() => {});
+    return { forced };
+  }
+
+  /** Closes at once, cancelling open streams. */
+  async close(): Promise<void> {
+    this.#draining = true;
+    this.#health.closeWatchers();
+    this.#server.forceShutdown();
+    if (this.#o.listen.kind === "unix") await Deno.remove(this.#o.listen.path).catch(() => {});
+  }
+
+  #process(call: ExtProcCall): void {
+    const role = call.metadata.get(ROLE_METADATA)[0] === "upstream" ? "attempt" : "router";
+    const streamId = crypto.randomUUID();
+    const deps = {
+      clock: this.#clock,
+      metrics: this.metrics,
+      logger: this.#o.logger,
+      onClosed: () => {
+        this.#routers.delete(streamId);
+        this.#open--;
+        if (this.#open === 0) this.#idle?.();
+      },
+    };
+    this.#open++;
+    if (role === "router") {
+      const input: RouterInput = {
+        streamId,
+        snapshot: this.#o.snapshot(),
+        mode: this.#o.routerMode ?? routerProcessingMode(),
+        maxBodyBytes: this.#o.maxBodyBytes ?? 32 << 20,
+      };
+      const actor = hostStream(call, role, streamId, routerStreamMachine, input, deps);
+      if (!call.cancelled && actor.getSnapshot().status === "active") this.#routers.set(streamId, actor);
+    } else {
+      const input: AttemptInput = { streamId, findRouter: (id) => this.#routers.get(id) };
+      hostStream(call, role, streamId, attemptStreamMachine, input, deps);
+    }
+  }
+}
+
+/** Refuses to take over a socket another live process is serving; removes a stale one left by a crash. */
+async function prepareSocketPath(path: string): Promise<void> {
+  try {
+    await Deno.lstat(path);
+  } catch {
+    return;
+  }
+  try {
+    const conn = await Deno.connect({ transport: "unix", path });
+    conn.close();
+    throw new Error(`Cannot listen on unix://${path}: another process is serving it`);
+  } catch (e) {
+    if (e instanceof Error && e.message.startsWith("Cannot listen")) throw e;
+    await Deno.remove(path);
+  }
+}

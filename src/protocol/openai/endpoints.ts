@@ -1,0 +1,134 @@
+// The OpenAI-compatible surface the router stream answers: which paths exist, which methods they take, and how
+// a request body becomes a routing decision. Pure: the stream machine calls these and emits the result.
+import type { GatewaySnapshot } from "../../control/snapshot.ts";
+import type { OpenAIError } from "./errors.ts";
+
+export type EndpointKind = "chatCompletions" | "completions" | "embeddings" | "models";
+
+export interface Endpoint {
+  readonly kind: EndpointKind;
+  readonly path: string;
+  readonly method: "GET" | "POST";
+  /** Whether the body carries `model`, so routing waits for it. */
+  readonly routedByBody: boolean;
+}
+
+const ENDPOINTS: readonly Endpoint[] = [
+  { kind: "chatCompletions", path: "/v1/chat/completions", method: "POST", routedByBody: true },
+  { kind: "completions", path: "/v1/completions", method: "POST", routedByBody: true },
+  { kind: "embeddings", path: "/v1/embeddings", method: "POST", routedByBody: true },
+  { kind: "models", path: "/v1/models", method: "GET", routedByBody: false },
+];
+const BY_PATH = new Map(ENDPOINTS.map((e) => [e.path, e]));
+
+/** Path without its query string. */
+export function pathOnly(path: string): string {
+  const q = path.indexOf("?");
+  return q < 0 ? path : path.slice(0, q);
+}
+
+export function findEndpoint(method: string, path: string): Endpoint | OpenAIError {
+  const p = pathOnly(path);
+  const endpoint = BY_PATH.get(p.length > 1 && p.endsWith("/") ? p.slice(0, -1) : p);
+  if (!endpoint) {
+    return {
+      status: 404,
+      type: "not_found_error",
+      code: "unknown_path",
+      message: `Unknown path ${JSON.stringify(p)}: this gateway serves ${ENDPOINTS.map((e) => e.path).join(", ")}`,
+      details: "tollgate_unknown_path",
+    };
+  }
+  if (method !== endpoint.method) {
+    return {
+      status: 405,
+      type: "invalid_request_error",
+      code: "method_not_allowed",
+      message: `Method ${method} is not allowed on ${endpoint.path}; use ${endpoint.method}`,
+      details: "tollgate_method_not_allowed",
+      headers: { allow: endpoint.method },
+    };
+  }
+  return endpoint;
+}
+
+export function isEndpoint(e: Endpoint | OpenAIError): e is Endpoint {
+  return "kind" in e;
+}
+
+/** What the router learned from a request body: enough to route it and to account for it later. */
+export interface RoutedRequest {
+  readonly endpoint: EndpointKind;
+  readonly model: string;
+  readonly stream: boolean;
+  /** The body exactly as the client sent it; attempts translate from this, so retries start from the same bytes. */
+  readonly rawBody: Uint8Array;
+  readonly body: Readonly<Record<string, unknown>>;
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+function malformed(message: string, param: string | null = null): OpenAIError {
+  return {
+    status: 400,
+    type: "invalid_request_error",
+    code: "invalid_request_body",
+    param,
+    message,
+    details: "tollgate_malformed_body",
+  };
+}
+
+/** Model names travel in a header (x-ai-eg-model), so anything that is not a printable header value is refused. */
+const MODEL_NAME = /^[\x21-\x7e](?:[\x20-\x7e]{0,254}[\x21-\x7e])?$/;
+
+export function routeRequestBody(
+  endpoint: Endpoint,
+  rawBody: Uint8Array,
+  snapshot: GatewaySnapshot,
+): RoutedRequest | OpenAIError {
+  if (rawBody.length === 0) return malformed(`The request body of ${endpoint.path} is empty; send a JSON object`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(utf8.decode(rawBody));
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    return malformed(`The request body is not valid JSON: ${why}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    return malformed("The request body must be a JSON object");
+  }
+  const body = parsed as Record<string, unknown>;
+  const model = body.model;
+  if (typeof model !== "string" || model.length === 0) {
+    return malformed("'model' is required and must be a non-empty string", "model");
+  }
+  if (!MODEL_NAME.test(model)) {
+    return malformed("'model' must be printable ASCII of at most 256 characters", "model");
+  }
+  if (body.stream !== undefined && typeof body.stream !== "boolean") {
+    return malformed("'stream' must be a boolean", "stream");
+  }
+  if (endpoint.kind === "chatCompletions" && !Array.isArray(body.messages)) {
+    return malformed("'messages' is required and must be an array", "messages");
+  }
+  if (snapshot.modelIds.size > 0 && !snapshot.modelIds.has(model)) {
+    return {
+      status: 404,
+      type: "not_found_error",
+      code: "model_not_found",
+      param: "model",
+      message: `The model ${JSON.stringify(model)} does not exist on this gateway`,
+      details: "tollgate_unknown_model",
+    };
+  }
+  return { endpoint: endpoint.kind, model, stream: body.stream === true, rawBody, body };
+}
+
+/** GET /v1/models, answered locally in OpenAI's list format. */
+export function modelsListBody(snapshot: GatewaySnapshot): string {
+  return JSON.stringify({
+    object: "list",
+    data: snapshot.models.map((m) => ({ id: m.id, object: "model", created: m.created, owned_by: m.ownedBy })),
+  });
+}
