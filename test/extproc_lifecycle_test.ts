@@ -6,7 +6,9 @@ import type { ProcessingResponse } from "../src/protocol/ext_proc.ts";
 const decoder = new TextDecoder();
 
 function setHeaders(r: ProcessingResponse): Record<string, string> {
-  const v = r.response?.value as { response?: { headerMutation?: { setHeaders: { header?: { key: string; rawValue: Uint8Array } }[] } } };
+  const v = r.response?.value as {
+    response?: { headerMutation?: { setHeaders: { header?: { key: string; rawValue: Uint8Array } }[] } };
+  };
   return Object.fromEntries(
     (v.response?.headerMutation?.setHeaders ?? []).map((h) => [h.header!.key, decoder.decode(h.header!.rawValue)]),
   );
@@ -38,7 +40,9 @@ for (const transport of ["tcp", "unix"] as const) {
     assert((b.response?.value as { response?: { clearRouteCache: boolean } }).response?.clearRouteCache);
 
     const attempt = fx.client.open("upstream");
-    const a = await attempt.exchange(headersRequest("requestHeaders", { ...chatHeaders, "x-tollgate-request-id": requestId }));
+    const a = await attempt.exchange(
+      headersRequest("requestHeaders", { ...chatHeaders, "x-tollgate-request-id": requestId }),
+    );
     assertEquals(a.response?.$case, "requestHeaders");
     assertEquals(
       (a.response?.value as { response?: { headerMutation?: { removeHeaders: string[] } } }).response?.headerMutation

@@ -1,6 +1,10 @@
 // The events a stream actor receives from the ExtProc transport, one per ProcessingRequest case, plus the end of
 // the gRPC stream. Parsed once here so machines never look at the oneof.
-import type { HttpBody, HttpHeaders, HttpTrailers } from "../protocol/gen/envoy/service/ext_proc/v3/external_processor.ts";
+import type {
+  HttpBody,
+  HttpHeaders,
+  HttpTrailers,
+} from "../protocol/gen/envoy/service/ext_proc/v3/external_processor.ts";
 import type { Phase, ProcessingRequest, ProcessingResponse } from "../protocol/ext_proc.ts";
 
 export type EnvoyEvent =

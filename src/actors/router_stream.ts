@@ -26,8 +26,8 @@ import {
   isEndpoint,
   modelsListBody,
   pathOnly,
-  routeRequestBody,
   type RoutedRequest,
+  routeRequestBody,
 } from "../protocol/openai/endpoints.ts";
 import { type EnvoyEvent, type EnvoyMessageEvent, phaseOf, type StreamEmitted } from "./envoy_events.ts";
 
@@ -143,7 +143,11 @@ export const routerStreamMachine = setup({
     replyModels: emit(({ context }) =>
       reply({
         type: "reply",
-        response: immediateResponse({ status: 200, body: modelsListBody(context.snapshot), details: "tollgate_models" }),
+        response: immediateResponse({
+          status: 200,
+          body: modelsListBody(context.snapshot),
+          details: "tollgate_models",
+        }),
       })
     ),
     rejectEmptyBody: assign(({ context }) => ({
@@ -182,7 +186,9 @@ export const routerStreamMachine = setup({
       if (chunk.length === 0) return {};
       return { chunks: [...context.chunks, chunk], bodyBytes: context.bodyBytes + chunk.length };
     }),
-    continueBodyChunk: emit(({ event }) => reply({ type: "reply", response: continueResponse(phaseOf(event as BodyEvent)) })),
+    continueBodyChunk: emit(({ event }) =>
+      reply({ type: "reply", response: continueResponse(phaseOf(event as BodyEvent)) })
+    ),
     routeBody: assign(({ context }) => ({
       route: routeRequestBody(
         context.endpoint as Endpoint,

@@ -12,7 +12,9 @@ export { ServingStatus };
 
 export class HealthService {
   readonly #status = new Map<string, ServingStatus>();
-  readonly #watchers = new Set<{ service: string; call: grpc.ServerWritableStream<HealthCheckRequest, HealthCheckResponse> }>();
+  readonly #watchers = new Set<
+    { service: string; call: grpc.ServerWritableStream<HealthCheckRequest, HealthCheckResponse> }
+  >();
 
   constructor(services: readonly string[]) {
     for (const s of ["", ...services]) this.#status.set(s, ServingStatus.SERVING);
@@ -21,7 +23,9 @@ export class HealthService {
   /** Sets every known service to `status` and tells every watcher. */
   setAll(status: ServingStatus): void {
     for (const s of this.#status.keys()) this.#status.set(s, status);
-    for (const w of this.#watchers) w.call.write({ status: this.#status.get(w.service) ?? ServingStatus.SERVICE_UNKNOWN });
+    for (const w of this.#watchers) {
+      w.call.write({ status: this.#status.get(w.service) ?? ServingStatus.SERVICE_UNKNOWN });
+    }
   }
 
   /** Ends every Watch stream; called when the server shuts down so no call keeps it open. */

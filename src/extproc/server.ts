@@ -47,7 +47,10 @@ export class ExtProcServer {
     this.#clock = o.clock ?? systemClock;
     this.metrics = new ExtProcMetrics(o.registry);
     // Envoy keeps one HTTP/2 connection open per sidecar and multiplexes every stream on it.
-    this.#server = new grpc.Server({ "grpc.max_concurrent_streams": 100_000, "grpc.max_receive_message_length": 64 << 20 });
+    this.#server = new grpc.Server({
+      "grpc.max_concurrent_streams": 100_000,
+      "grpc.max_receive_message_length": 64 << 20,
+    });
     this.#server.addService(ExternalProcessorService, { process: (call: ExtProcCall) => this.#process(call) });
     this.#server.addService(HealthServiceDefinition, this.#health.implementation);
   }
@@ -77,7 +80,8 @@ export class ExtProcServer {
       this.#server.bindAsync(
         formatListenAddress(listen),
         grpc.ServerCredentials.createInsecure(),
-        (err, p) => err ? reject(new Error(`Cannot listen on ${formatListenAddress(listen)}: ${err.message}`)) : resolve(p),
+        (err, p) =>
+          err ? reject(new Error(`Cannot listen on ${formatListenAddress(listen)}: ${err.message}`)) : resolve(p),
       )
     );
     if (listen.kind === "unix") await Deno.chmod(listen.path, 0o660);
@@ -98,7 +102,9 @@ export class ExtProcServer {
     if (this.#open > 0) {
       const idle = new Promise<boolean>((resolve) => (this.#idle = () => resolve(true)));
       let timer: unknown;
-      const expired = new Promise<boolean>((resolve) => (timer = this.#clock.setTimeout(() => resolve(false), graceMs)));
+      const expired = new Promise<boolean>((
+        resolve,
+      ) => (timer = this.#clock.setTimeout(() => resolve(false), graceMs)));
       const finished = await Promise.race([idle, expired]);
       this.#clock.clearTimeout(timer);
       if (!finished) {

@@ -41,6 +41,7 @@ export function hostStream<L extends AnyActorLogic>(
   const actor = createActor(logic, { id: streamId, input } as never) as Actor<L>;
   let closed = false;
   let observability = false;
+  const traceEnabled = logger.isLevelEnabled("trace");
 
   metrics.streamsStarted.inc({ role });
   metrics.streamsActive.inc({ role });
@@ -97,7 +98,9 @@ export function hostStream<L extends AnyActorLogic>(
     const t0 = clock.now();
     metrics.messages.inc({ role, phase });
     actor.send(event as EnvoyEvent as never);
-    metrics.phaseSeconds.observe({ role, phase }, (clock.now() - t0) / 1000);
+    const ms = clock.now() - t0;
+    metrics.phaseSeconds.observe({ role, phase }, ms / 1000);
+    if (traceEnabled) logger.trace({ requestId: streamId, role, phase, durationMs: ms }, "ExtProc message answered");
   };
 
   call.on("data", onData);

@@ -37,7 +37,9 @@ export class ManualClock implements Clock {
     const until = this.#now + ms;
     for (;;) {
       let next: [number, { due: number; fn: () => void }] | undefined;
-      for (const entry of this.#timers) if (entry[1].due <= until && (!next || entry[1].due < next[1].due)) next = entry;
+      for (const entry of this.#timers) {
+        if (entry[1].due <= until && (!next || entry[1].due < next[1].due)) next = entry;
+      }
       if (!next) break;
       this.#timers.delete(next[0]);
       this.#now = next[1].due;

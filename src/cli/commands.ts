@@ -1,0 +1,134 @@
+// Every `tollgate` subcommand: its flags, its help, and what it runs. Subcommands whose capability lands with a
+// later issue parse their flags and then say plainly that they are not built yet.
+import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
+import { EXTPROC_FLAGS, EXTPROC_HELP, runSidecar, sidecarOptions } from "./extproc_command.ts";
+import { VERSION } from "../version.ts";
+
+export interface Command {
+  readonly summary: string;
+  readonly help: string;
+  readonly flags: FlagSpec;
+  readonly positionals?: number;
+  run(args: readonly string[]): Promise<number>;
+}
+
+function pending(
+  name: string,
+  summary: string,
+  usage: string,
+  flags: FlagSpec,
+  issue: string,
+  positionals = 0,
+): Command {
+  const help =
+    `Usage: tollgate ${name} ${usage}\n\n${summary}\n\nNot built yet: this subcommand lands with ${issue}.\n`;
+  return {
+    summary,
+    help,
+    flags,
+    positionals,
+    run: () => {
+      console.error(`tollgate ${name}: not built yet; it lands with ${issue}.`);
+      return Promise.resolve(1);
+    },
+  };
+}
+
+const RUN_HELP = `Usage: tollgate run [flags]
+
+One-machine mode. Today it starts the ExtProc sidecar with the embedded default config and its admin port;
+the Envoy-compatible edge on :1975, the aggregator and the controller join it with their issues.
+
+${EXTPROC_HELP.split("\n").slice(4).join("\n")}`;
+
+export const COMMANDS: Readonly<Record<string, Command>> = {
+  extproc: {
+    summary: "Run the ExtProc sidecar (gRPC, Unix socket or TCP)",
+    help: EXTPROC_HELP,
+    flags: EXTPROC_FLAGS,
+    run: (args) => {
+      const p = parseFlags("extproc", args, EXTPROC_FLAGS);
+      return runSidecar("extproc", sidecarOptions("extproc", p, "unix:///tmp/tollgate/extproc.sock"));
+    },
+  },
+  run: {
+    summary: "Run everything in one process (today: the ExtProc sidecar; the edge comes next)",
+    help: RUN_HELP,
+    flags: EXTPROC_FLAGS,
+    run: (args) => {
+      const p = parseFlags("run", args, EXTPROC_FLAGS);
+      const o = sidecarOptions("run", p, "unix:///tmp/tollgate/run/extproc.sock");
+      return runSidecar("run", o, (line) => {
+        console.log(line);
+        console.log("The HTTP edge on :1975 is not built yet (issue #3); point Envoy's ext_proc filter at the socket.");
+      });
+    },
+  },
+  aggregator: pending(
+    "aggregator",
+    "Fold usage events from NATS JetStream into rate-limit windows and serve Envoy's rate limit service.",
+    "--nats URL [--listen :8081] [--admin :1064]",
+    { nats: { type: "string" }, listen: { type: "string" }, admin: { type: "string" } },
+    "issue #5 (token usage over NATS and the clustered aggregator)",
+  ),
+  controller: pending(
+    "controller",
+    "Watch resources, compile them and publish config snapshots to NATS KV.",
+    "--watch DIR --nats URL [--admin :1064]",
+    { watch: { type: "string" }, nats: { type: "string" }, admin: { type: "string" } },
+    "issue #6 (control plane)",
+  ),
+  validate: pending(
+    "validate",
+    "Validate Envoy AI Gateway resources (YAML) and report every error with file, document and path.",
+    "FILE|DIR",
+    {},
+    "issue #6 (control plane)",
+    1,
+  ),
+  render: pending(
+    "render",
+    "Render configuration for real Envoy from the same resources.",
+    "envoy CONFIG.yaml [--out FILE]",
+    { out: { type: "string" } },
+    "issue #3 (the edge and config for real Envoy)",
+    2,
+  ),
+  version: {
+    summary: "Print the version",
+    help: "Usage: tollgate version\n\nPrints Tollgate's version and the Deno it runs on.\n",
+    flags: {},
+    run: () => {
+      console.log(`tollgate ${VERSION} (deno ${Deno.version.deno}, v8 ${Deno.version.v8})`);
+      return Promise.resolve(0);
+    },
+  },
+};
+
+export function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((k) => k.length));
+  const lines = Object.entries(COMMANDS).map(([k, c]) => `  ${k.padEnd(width)}  ${c.summary}`);
+  return `Usage: tollgate <command> [flags]\n\nCommands:\n${
+    lines.join("\n")
+  }\n\nRun "tollgate <command> --help" for a command's flags.\n`;
+}
+
+/** Runs argv; returns the process exit code. */
+export async function dispatch(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
+    console.log(usage());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === "--version") return COMMANDS.version!.run([]);
+  const command = COMMANDS[name];
+  if (!command) {
+    throw new UsageError(`tollgate: unknown command "${name}"; commands: ${Object.keys(COMMANDS).join(", ")}`);
+  }
+  const p = parseFlags(name, rest, command.flags, command.positionals ?? 0);
+  if (p.values.help) {
+    console.log(command.help);
+    return 0;
+  }
+  return await command.run(rest);
+}

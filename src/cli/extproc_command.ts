@@ -1,0 +1,115 @@
+// `tollgate extproc`: the data-plane sidecar. Also the core of `tollgate run` until the edge lands.
+import { collectDefaultMetrics, Registry } from "prom-client";
+import { ExtProcServer } from "../extproc/server.ts";
+import { formatListenAddress, type ListenAddress, parseListenAddress } from "../extproc/listen_address.ts";
+import { defaultSnapshot } from "../control/snapshot.ts";
+import { startAdmin } from "../admin/server.ts";
+import { createLogger } from "../observability/logger.ts";
+import { listFlag, type Parsed, positiveIntFlag, secondsFlag, stringFlag, UsageError } from "./args.ts";
+
+export const EXTPROC_FLAGS = {
+  listen: { type: "string" },
+  admin: { type: "string" },
+  model: { type: "string", multiple: true },
+  grace: { type: "string" },
+  "max-body-bytes": { type: "string" },
+  "log-level": { type: "string" },
+} as const;
+
+export const EXTPROC_HELP = `Usage: tollgate extproc [flags]
+
+Runs the ExtProc sidecar: envoy.service.ext_proc.v3.ExternalProcessor and grpc.health.v1 over gRPC.
+
+Flags:
+  --listen ADDR          unix:///path.sock (default unix:///tmp/tollgate/extproc.sock) or HOST:PORT, e.g. 127.0.0.1:1063
+  --admin ADDR           admin HTTP port for /metrics, /healthz, /readyz (default :1064; "off" disables it)
+  --model NAME           a model this gateway serves (repeatable); default: the demo model tollgate-echo
+  --grace SECONDS        on SIGTERM, how long open streams may finish before they are cancelled (default 15)
+  --max-body-bytes N     cap on a request body Envoy streams in chunks (default 33554432)
+  --log-level LEVEL      trace, debug, info, warn, error (default info, or TOLLGATE_LOG_LEVEL)
+  -h, --help             show this help
+
+Configuration from files and NATS (--config, --nats) comes with the control-plane issue.
+`;
+
+export interface SidecarOptions {
+  readonly listen: ListenAddress;
+  readonly admin: (ListenAddress & { kind: "tcp" }) | null;
+  readonly models: readonly string[];
+  readonly graceSeconds: number;
+  readonly maxBodyBytes: number;
+  readonly logLevel: string;
+}
+
+export function sidecarOptions(command: string, p: Parsed, defaultListen: string): SidecarOptions {
+  const address = (flag: string, fallback: string) => {
+    try {
+      return parseListenAddress(stringFlag(p, flag, fallback));
+    } catch (e) {
+      throw new UsageError(`tollgate ${command}: --${flag}: ${(e as Error).message}`);
+    }
+  };
+  const adminText = stringFlag(p, "admin", ":1064");
+  const admin = adminText === "off" ? null : address("admin", ":1064");
+  if (admin && admin.kind !== "tcp") throw new UsageError(`tollgate ${command}: --admin must be HOST:PORT or "off"`);
+  const logLevel = stringFlag(p, "log-level", Deno.env.get("TOLLGATE_LOG_LEVEL") ?? "info");
+  if (!["trace", "debug", "info", "warn", "error", "fatal", "silent"].includes(logLevel)) {
+    throw new UsageError(
+      `tollgate ${command}: --log-level must be trace, debug, info, warn or error, got "${logLevel}"`,
+    );
+  }
+  return {
+    listen: address("listen", defaultListen),
+    admin: admin as (ListenAddress & { kind: "tcp" }) | null,
+    models: listFlag(p, "model"),
+    graceSeconds: secondsFlag(command, p, "grace", 15),
+    maxBodyBytes: positiveIntFlag(command, p, "max-body-bytes", 32 << 20),
+    logLevel,
+  };
+}
+
+/** Starts the sidecar and serves until SIGTERM/SIGINT, then drains and resolves with the exit code. */
+export async function runSidecar(role: string, o: SidecarOptions, banner?: (s: string) => void): Promise<number> {
+  const logger = createLogger({ level: o.logLevel, role });
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "tollgate_process_" });
+  const snapshot = defaultSnapshot(o.models);
+  if (o.listen.kind === "unix") await Deno.mkdir(o.listen.path.replace(/\/[^/]*$/, "") || "/", { recursive: true });
+  const server = new ExtProcServer({
+    listen: o.listen,
+    snapshot: () => snapshot,
+    logger,
+    registry,
+    maxBodyBytes: o.maxBodyBytes,
+  });
+  const bound = await server.start();
+  const admin = o.admin
+    ? await startAdmin({
+      listen: o.admin,
+      registry,
+      notReadyReason: () => server.ready ? null : "the ExtProc server is draining",
+      status: () => ({ configRevision: snapshot.revision }),
+    })
+    : undefined;
+  logger.info(
+    {
+      address: formatListenAddress(bound),
+      admin: admin ? formatListenAddress(admin.address) : null,
+      models: snapshot.models.map((m) => m.id),
+    },
+    "ExtProc server listening",
+  );
+  banner?.(
+    `ExtProc listening on ${formatListenAddress(bound)}` +
+      (admin ? `; admin on http://${formatListenAddress(admin.address)}` : ""),
+  );
+
+  const signal = await new Promise<string>((resolve) => {
+    for (const s of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(s, () => resolve(s));
+  });
+  logger.info({ signal, graceSeconds: o.graceSeconds, open: server.openStreams }, "Draining");
+  const { forced } = await server.drain(o.graceSeconds * 1000);
+  await admin?.shutdown();
+  logger.info({ forced }, "Stopped");
+  return 0;
+}
