@@ -32,6 +32,8 @@ export interface ExtProcFilterConfig {
   readonly receivingNamespaces: readonly string[];
   /** grpc_service.initial_metadata, sent on every stream (the role header lives here). */
   readonly initialMetadata: Readonly<Record<string, string>>;
+  /** request_attributes sent with the request headers, e.g. "xds.upstream_host_metadata", "xds.route_name". */
+  readonly requestAttributes: readonly string[];
   /** Envoy's HeaderMutationRules; unset means Envoy's defaults (see mutation_rules.ts). */
   readonly mutationRules?: HeaderMutationRules;
 }
@@ -90,6 +92,9 @@ export interface Endpoint {
   readonly port: number;
   readonly weight: number;
   readonly tls: boolean;
+  /** Endpoint metadata by filter namespace; the upstream ext_proc filter reads it as xds.upstream_host_metadata
+   * (that is how an attempt learns which backend Envoy picked). */
+  readonly metadata: Readonly<Record<string, Readonly<Record<string, string>>>>;
 }
 
 export interface ClusterConfig {
