@@ -64,6 +64,8 @@ export interface RouterContext {
   route: RoutedRequest | OpenAIError | undefined;
   attempts: number;
   responseStatus: number | undefined;
+  /** Set when the response headers reply carries a mode_override. */
+  modeOverridden: boolean;
   failure: StreamFailure | undefined;
 }
 
@@ -197,12 +199,15 @@ export const routerStreamMachine = setup({
       ),
       chunks: [],
     })),
-    // A streamed answer must reach the client chunk by chunk, so the response body switches to STREAMED.
-    // Envoy applies this only with allow_mode_override; if it ignores it, a single BUFFERED chunk still works.
-    overrideModeForStream: assign(({ context }) => {
+    // A streamed answer must reach the client chunk by chunk, so the response body switches to STREAMED. Envoy
+    // honours mode_override only in answer to a headers message (and only with allow_mode_override), which is
+    // why this happens at the response headers; if Envoy ignores it, a single BUFFERED chunk still works.
+    overrideModeForStream: assign(({ context, event }) => {
       const route = context.route as RoutedRequest;
-      if (!route.stream || context.mode.responseBodyMode !== BodyMode.BUFFERED) return {};
-      return { mode: { ...context.mode, responseBodyMode: BodyMode.STREAMED } };
+      const contentType = readHeaders((event as HeadersEvent).headers).get("content-type") ?? "";
+      const streaming = route.stream || contentType.startsWith("text/event-stream");
+      if (!streaming || context.mode.responseBodyMode !== BodyMode.BUFFERED) return {};
+      return { mode: { ...context.mode, responseBodyMode: BodyMode.STREAMED }, modeOverridden: true };
     }),
     replyRoute: emit(({ context }) => {
       const route = context.route as RoutedRequest;
@@ -214,7 +219,6 @@ export const routerStreamMachine = setup({
         }),
         clearRouteCache: true,
       });
-      if (route.stream && context.mode.responseBodyMode === BodyMode.STREAMED) response.modeOverride = context.mode;
       return reply({ type: "reply", response });
     }),
     countAttempt: assign(({ context }) => ({ attempts: context.attempts + 1 })),
@@ -222,7 +226,11 @@ export const routerStreamMachine = setup({
       const status = Number(readHeaders((event as HeadersEvent).headers).get(":status"));
       return { responseStatus: Number.isInteger(status) ? status : undefined };
     }),
-    continueResponseHeaders: emit(() => reply({ type: "reply", response: continueResponse("responseHeaders") })),
+    continueResponseHeaders: emit(({ context }) => {
+      const response = continueResponse("responseHeaders");
+      if (context.modeOverridden) response.modeOverride = context.mode;
+      return reply({ type: "reply", response });
+    }),
     continueResponseTrailers: emit(() => reply({ type: "reply", response: continueResponse("responseTrailers") })),
     recordViolation: assign(({ event, self }) => {
       const state = String(self.getSnapshot().value);
@@ -256,6 +264,7 @@ export const routerStreamMachine = setup({
     route: undefined,
     attempts: 0,
     responseStatus: undefined,
+    modeOverridden: false,
     failure: undefined,
   }),
   initial: "requestHeaders",
@@ -289,13 +298,16 @@ export const routerStreamMachine = setup({
     routing: {
       always: [
         { guard: "bodyRejected", target: "failed", actions: ["replyRouteError", "recordRouteFailure"] },
-        { target: "upstream", actions: ["overrideModeForStream", "replyRoute"] },
+        { target: "upstream", actions: "replyRoute" },
       ],
     },
     upstream: {
       on: {
         "attempt.started": { actions: "countAttempt" },
-        "envoy.responseHeaders": { target: "responseHeaders", actions: "recordResponseHeaders" },
+        "envoy.responseHeaders": {
+          target: "responseHeaders",
+          actions: ["recordResponseHeaders", "overrideModeForStream"],
+        },
         // With response headers in SKIP mode the body is the first thing we see of the response.
         "envoy.responseBody": [
           { guard: "lastResponseChunk", target: "done", actions: "continueBodyChunk" },

@@ -94,8 +94,10 @@ Deno.test("routerStreamMachine switches the response body to STREAMED for a stre
   const s = start();
   s.send(reqHeaders());
   s.send(reqBody(chat({ stream: true })));
-  assertEquals(s.replies()[1]!.modeOverride?.responseBodyMode, BodyMode.STREAMED);
+  assertEquals(s.replies()[1]!.modeOverride, undefined);
   s.send(respHeaders());
+  // Envoy honours mode_override only in answer to a headers message.
+  assertEquals(s.replies()[2]!.modeOverride?.responseBodyMode, BodyMode.STREAMED);
   s.send(respBody("data: {}\n\n", false));
   s.send(respBody("data: {}\n\n", false));
   assertEquals(s.actor.getSnapshot().value, "responseBody");
@@ -227,8 +229,8 @@ Deno.test("routerStreamMachine finishes after the response headers when no respo
   const s = start({ mode: { ...routerProcessingMode(), responseBodyMode: BodyMode.NONE } });
   s.send(reqHeaders());
   s.send(reqBody(chat({ stream: true })));
-  assertEquals(s.replies()[1]!.modeOverride, undefined);
   s.send(respHeaders());
+  assertEquals(s.replies()[2]!.modeOverride, undefined);
   assertEquals(s.actor.getSnapshot().value, "done");
 });
 
@@ -259,4 +261,12 @@ Deno.test("routerStreamMachine counts the upstream attempts of its request", () 
   s.actor.send({ type: "attempt.started" });
   s.send(respHeaders(true));
   assertEquals(s.actor.getSnapshot().output?.attempts, 2);
+});
+
+Deno.test("routerStreamMachine streams the response body when the upstream answers with an event stream", () => {
+  const s = start();
+  s.send(reqHeaders());
+  s.send(reqBody(chat()));
+  s.send(ev(headersRequest("responseHeaders", { ":status": "200", "content-type": "text/event-stream" })));
+  assertEquals(s.replies()[2]!.modeOverride?.responseBodyMode, BodyMode.STREAMED);
 });

@@ -51,7 +51,7 @@ export interface RateLimitFilterConfig {
   /** gRPC target of envoy.service.ratelimit.v3.RateLimitService. */
   readonly target: string;
   readonly timeoutMs: number;
-  /** true (Envoy's default): if the service fails, answer 500; false: let the request through. */
+  /** true: if the service fails or times out, answer 500; false (Envoy's default): let the request through. */
   readonly failureModeDeny: boolean;
   /** Adds X-RateLimit-Limit/Remaining/Reset (draft RFC version 03) to responses. */
   readonly enableXRateLimitHeaders: boolean;

@@ -1,0 +1,126 @@
+// A whole gateway in the test process: the ExtProc server on a Unix socket, fake upstream providers, and the edge
+// in front, wired like `tollgate run` (router-level and upstream-level ext_proc filters, priorities, retries).
+import OpenAI from "openai";
+import { Registry } from "prom-client";
+import { ExtProcServer } from "../../src/extproc/server.ts";
+import { defaultSnapshot } from "../../src/control/snapshot.ts";
+import { silentLogger } from "../../src/observability/logger.ts";
+import { systemClock } from "../../src/observability/clock.ts";
+import type {
+  ClusterConfig,
+  EdgeConfig,
+  ExtProcFilterConfig,
+  RetryPolicy,
+  RouteConfig,
+} from "../../src/edge/config.ts";
+import { EdgeServer } from "../../src/edge/edge_server.ts";
+import { listenEdge } from "../../src/edge/listen.ts";
+import { routerExtProcFilter, upstreamExtProcFilter } from "../../src/edge/filter_defaults.ts";
+import type { AccessLogEntry } from "../../src/edge/access_log.ts";
+import { type FakeUpstream, startFakeUpstream, type UpstreamHandler } from "./fake_upstream.ts";
+
+export interface ModelRoute {
+  readonly model: string;
+  /** Upstream names by priority level: [["primary"], ["fallback"]]. */
+  readonly priorities: readonly (readonly string[])[];
+  readonly retry?: RetryPolicy;
+  readonly timeoutMs?: number;
+}
+
+export interface GatewayOptions {
+  readonly upstreams: Readonly<Record<string, UpstreamHandler>>;
+  readonly routes: readonly ModelRoute[];
+  readonly routerExtProc?: Partial<ExtProcFilterConfig>;
+  /** Point the router-level filter somewhere else (e.g. a stalling processor). */
+  readonly routerTarget?: string;
+  readonly maxRequestBodyBytes?: number;
+}
+
+export interface Gateway extends AsyncDisposable {
+  readonly url: string;
+  readonly openai: OpenAI;
+  readonly extproc: ExtProcServer;
+  readonly edge: EdgeServer;
+  readonly upstreams: Readonly<Record<string, FakeUpstream>>;
+  readonly accessLog: AccessLogEntry[];
+  readonly socketPath: string;
+}
+
+export const FALLBACK_RETRY: RetryPolicy = {
+  retryOn: ["5xx", "connect-failure", "reset"],
+  numRetries: 1,
+  perTryTimeoutMs: 0,
+  retriableStatusCodes: [],
+  previousPriorities: true,
+  backOff: { baseMs: 1, maxMs: 2 },
+};
+
+export async function startGateway(o: GatewayOptions): Promise<Gateway> {
+  const dir = await Deno.makeTempDir({ prefix: "tollgate-gw-" });
+  const socketPath = `${dir}/extproc.sock`;
+  const snapshot = defaultSnapshot(o.routes.map((r) => r.model));
+  const extproc = new ExtProcServer({
+    listen: { kind: "unix", path: socketPath },
+    snapshot: () => snapshot,
+    logger: silentLogger(),
+    registry: new Registry(),
+  });
+  await extproc.start();
+  const upstreams: Record<string, FakeUpstream> = {};
+  for (const [name, handler] of Object.entries(o.upstreams)) upstreams[name] = await startFakeUpstream(handler);
+  const target = `unix://${socketPath}`;
+  const routes: RouteConfig[] = o.routes.map((r) => ({
+    name: `route-${r.model}`,
+    match: { prefix: "/", headers: [{ name: "x-ai-eg-model", exact: r.model }] },
+    cluster: `cluster-${r.model}`,
+    timeoutMs: r.timeoutMs ?? 15_000,
+    ...(r.retry ? { retryPolicy: r.retry } : {}),
+    rateLimits: [],
+    autoHostRewrite: true,
+  }));
+  const clusters: ClusterConfig[] = o.routes.map((r) => ({
+    name: `cluster-${r.model}`,
+    priorities: r.priorities.map((level) =>
+      level.map((name) => ({
+        host: "127.0.0.1",
+        port: upstreams[name]!.port,
+        weight: 1,
+        tls: false,
+        metadata: { "aigateway.envoy.io": { backend: `default/${name}` } },
+      }))
+    ),
+    connectTimeoutMs: 1000,
+    upstreamExtProc: upstreamExtProcFilter(target),
+  }));
+  const config: EdgeConfig = {
+    listener: { host: "127.0.0.1", port: 0 },
+    maxRequestBodyBytes: o.maxRequestBodyBytes ?? 1 << 20,
+    routerExtProc: { ...routerExtProcFilter(o.routerTarget ?? target), ...o.routerExtProc },
+    routes,
+    clusters,
+  };
+  const accessLog: AccessLogEntry[] = [];
+  const edge = new EdgeServer(config, {
+    clock: systemClock,
+    logger: silentLogger(),
+    accessLog: (e) => accessLog.push(e),
+  });
+  const listener = await listenEdge(edge, "127.0.0.1", 0);
+  const url = `http://127.0.0.1:${listener.port}`;
+  const openai = new OpenAI({ baseURL: `${url}/v1`, apiKey: "test-key", maxRetries: 0 });
+  return {
+    url,
+    openai,
+    extproc,
+    edge,
+    upstreams,
+    accessLog,
+    socketPath,
+    async [Symbol.asyncDispose]() {
+      await listener.shutdown();
+      for (const u of Object.values(upstreams)) await u.shutdown();
+      await extproc.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
