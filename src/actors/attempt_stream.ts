@@ -9,6 +9,7 @@ import { continueResponse, headerMutation, immediateResponse, readHeaders } from
 import { openAIErrorReply } from "../protocol/openai/errors.ts";
 import { type EnvoyEvent, phaseOf, type StreamEmitted } from "./envoy_events.ts";
 import { REQUEST_ID_HEADER, type routerStreamMachine } from "./router_stream.ts";
+import { BACKEND_METADATA_KEY, BACKEND_METADATA_NAMESPACE, type BackendInfo } from "../control/snapshot.ts";
 
 export type RouterStreamRef = ActorRefFrom<typeof routerStreamMachine>;
 
@@ -22,7 +23,21 @@ interface AttemptContext {
   readonly findRouter: (requestId: string) => RouterStreamRef | undefined;
   requestId: string | undefined;
   router: RouterStreamRef | undefined;
+  /** The backend Envoy picked for this attempt, from the endpoint metadata; undefined for a plain endpoint. */
+  backendName: string | undefined;
+  path: string;
   failure: string | undefined;
+}
+
+/** Reads attributes["envoy.filters.http.ext_proc"]["xds.upstream_host_metadata"].filter_metadata[ns][key]. */
+export function backendFromAttributes(
+  attributes: Readonly<Record<string, Readonly<Record<string, unknown>> | undefined>>,
+): string | undefined {
+  const host = attributes["envoy.filters.http.ext_proc"]?.["xds.upstream_host_metadata"] as
+    | { filter_metadata?: Record<string, Record<string, unknown>> }
+    | undefined;
+  const name = host?.filter_metadata?.[BACKEND_METADATA_NAMESPACE]?.[BACKEND_METADATA_KEY];
+  return typeof name === "string" ? name : undefined;
 }
 
 export interface AttemptOutput {
@@ -32,6 +47,12 @@ export interface AttemptOutput {
 }
 
 type HeadersEvent = Extract<EnvoyEvent, { type: "envoy.requestHeaders" }>;
+
+/** The backend from the snapshot the router stream started with (a config swap mid-request changes nothing). */
+function backendInfo(context: AttemptContext): BackendInfo | undefined {
+  if (context.backendName === undefined || !context.router) return undefined;
+  return context.router.getSnapshot().context.snapshot.backends.get(context.backendName);
+}
 
 export const attemptStreamMachine = setup({
   types: {
@@ -46,16 +67,34 @@ export const attemptStreamMachine = setup({
   },
   actions: {
     findRouter: assign(({ context, event }) => {
-      const requestId = readHeaders((event as HeadersEvent).headers).get(REQUEST_ID_HEADER);
-      return { requestId, router: requestId === undefined ? undefined : context.findRouter(requestId) };
+      const e = event as HeadersEvent;
+      const headers = readHeaders(e.headers);
+      const requestId = headers.get(REQUEST_ID_HEADER);
+      return {
+        requestId,
+        router: requestId === undefined ? undefined : context.findRouter(requestId),
+        backendName: backendFromAttributes(e.attributes),
+        path: headers.get(":path") ?? "/",
+      };
     }),
     notifyRouter: sendTo(({ context }) => context.router!, { type: "attempt.started" as const }),
-    // Pass-through for now: the body goes upstream as the client sent it. Translation to the backend's schema
-    // (and CONTINUE_AND_REPLACE with the new body) plugs in here.
-    replyContinue: emit(() => ({
-      type: "reply" as const,
-      response: continueResponse("requestHeaders", { headerMutation: headerMutation({}, [REQUEST_ID_HEADER]) }),
-    })),
+    // Pass-through of the body for now: it goes upstream as the client sent it. Translation to the backend's
+    // schema (and CONTINUE_AND_REPLACE with the new body) plugs in here. The backend's credential replaces
+    // whatever the client sent to authenticate with the gateway.
+    replyContinue: emit(({ context }) => {
+      const backend = backendInfo(context);
+      const set: Record<string, string> = {};
+      const remove = [REQUEST_ID_HEADER];
+      if (backend?.auth) {
+        set[backend.auth.header] = backend.auth.value;
+        if (backend.auth.header !== "authorization") remove.push("authorization");
+      }
+      if (backend?.pathPrefix) set[":path"] = backend.pathPrefix + context.path;
+      return {
+        type: "reply" as const,
+        response: continueResponse("requestHeaders", { headerMutation: headerMutation(set, remove) }),
+      };
+    }),
     replyNoRouter: emit(({ context }) => ({
       type: "reply" as const,
       response: immediateResponse(openAIErrorReply({
@@ -83,6 +122,8 @@ export const attemptStreamMachine = setup({
     findRouter: input.findRouter,
     requestId: undefined,
     router: undefined,
+    backendName: undefined,
+    path: "/",
     failure: undefined,
   }),
   initial: "requestHeaders",

@@ -5,7 +5,7 @@ import { routerStreamMachine } from "./router_stream.ts";
 import { type StreamEmitted, toEnvoyEvent } from "./envoy_events.ts";
 import { routerProcessingMode } from "../protocol/ext_proc.ts";
 import { bodyRequest, headersRequest } from "../protocol/ext_proc_request.ts";
-import { defaultSnapshot } from "../control/snapshot.ts";
+import { buildSnapshot, defaultSnapshot, modelInfo } from "../control/snapshot.ts";
 
 function router() {
   const actor = createActor(routerStreamMachine, {
@@ -63,4 +63,50 @@ Deno.test("attemptStreamMachine treats a body before its headers as a protocol v
     type: "violation",
     message: "Protocol violation: received requestBody on an upstream attempt stream before its request headers",
   }]);
+});
+
+Deno.test("attemptStreamMachine sets the chosen backend's credential and path prefix from the endpoint metadata", () => {
+  const snapshot = buildSnapshot(1, {
+    models: [modelInfo("tollgate-echo")],
+    backends: [{ name: "default/azure", auth: { header: "api-key", value: "secret-1" }, pathPrefix: "/openai" }],
+  });
+  const r = createActor(routerStreamMachine, {
+    id: "r",
+    input: { streamId: "req-8", snapshot, mode: routerProcessingMode(), maxBodyBytes: 1 << 20 },
+  });
+  r.start();
+  r.send(toEnvoyEvent(headersRequest("requestHeaders", { ":method": "POST", ":path": "/v1/chat/completions" }))!);
+  r.send(toEnvoyEvent(bodyRequest("requestBody", `{"model":"tollgate-echo","messages":[]}`))!);
+  const a = attempt((id) => (id === "req-8" ? r : undefined));
+  const req = headersRequest("requestHeaders", {
+    ":path": "/v1/chat/completions",
+    "x-tollgate-request-id": "req-8",
+    authorization: "Bearer client-key",
+  });
+  req.attributes = {
+    "envoy.filters.http.ext_proc": {
+      "xds.upstream_host_metadata": { filter_metadata: { "aigateway.envoy.io": { backend: "default/azure" } } },
+    },
+  };
+  a.actor.send(toEnvoyEvent(req)!);
+  const reply = a.emitted[0] as {
+    response: {
+      response?: {
+        value: {
+          response?: {
+            headerMutation?: {
+              setHeaders: { header?: { key: string; rawValue: Uint8Array } }[];
+              removeHeaders: string[];
+            };
+          };
+        };
+      };
+    };
+  };
+  const m = reply.response.response?.value.response?.headerMutation;
+  const set = Object.fromEntries(
+    m!.setHeaders.map((h) => [h.header!.key, new TextDecoder().decode(h.header!.rawValue)]),
+  );
+  assertEquals(set, { "api-key": "secret-1", ":path": "/openai/v1/chat/completions" });
+  assertEquals(m!.removeHeaders, ["x-tollgate-request-id", "authorization"]);
 });

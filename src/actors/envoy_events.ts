@@ -8,7 +8,12 @@ import type {
 import type { Phase, ProcessingRequest, ProcessingResponse } from "../protocol/ext_proc.ts";
 
 export type EnvoyEvent =
-  | { readonly type: "envoy.requestHeaders"; readonly headers: HttpHeaders }
+  | {
+    readonly type: "envoy.requestHeaders";
+    readonly headers: HttpHeaders;
+    /** ProcessingRequest.attributes: filter name → attribute name → value (e.g. xds.upstream_host_metadata). */
+    readonly attributes: Readonly<Record<string, Readonly<Record<string, unknown>> | undefined>>;
+  }
   | { readonly type: "envoy.requestBody"; readonly body: HttpBody }
   | { readonly type: "envoy.requestTrailers"; readonly trailers: HttpTrailers }
   | { readonly type: "envoy.responseHeaders"; readonly headers: HttpHeaders }
@@ -29,7 +34,7 @@ export function toEnvoyEvent(req: ProcessingRequest): EnvoyMessageEvent | undefi
   const r = req.request;
   switch (r?.$case) {
     case "requestHeaders":
-      return { type: "envoy.requestHeaders", headers: r.value };
+      return { type: "envoy.requestHeaders", headers: r.value, attributes: req.attributes };
     case "requestBody":
       return { type: "envoy.requestBody", body: r.value };
     case "requestTrailers":

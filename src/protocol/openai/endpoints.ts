@@ -112,7 +112,7 @@ export function routeRequestBody(
   if (endpoint.kind === "chatCompletions" && !Array.isArray(body.messages)) {
     return malformed("'messages' is required and must be an array", "messages");
   }
-  if (snapshot.modelIds.size > 0 && !snapshot.modelIds.has(model)) {
+  if (!snapshot.acceptsAnyModel && !snapshot.modelIds.has(model)) {
     return {
       status: 404,
       type: "not_found_error",
