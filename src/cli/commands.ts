@@ -3,6 +3,7 @@
 import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
 import { EXTPROC_FLAGS, EXTPROC_HELP, runSidecar, sidecarOptions } from "./extproc_command.ts";
 import { VERSION } from "../version.ts";
+import { RUN_FLAGS, RUN_HELP, runGateway } from "./run_command.ts";
 
 export interface Command {
   readonly summary: string;
@@ -34,13 +35,6 @@ function pending(
   };
 }
 
-const RUN_HELP = `Usage: tollgate run [flags]
-
-One-machine mode. Today it starts the ExtProc sidecar with the embedded default config and its admin port;
-the Envoy-compatible edge on :1975, the aggregator and the controller join it with their issues.
-
-${EXTPROC_HELP.split("\n").slice(4).join("\n")}`;
-
 export const COMMANDS: Readonly<Record<string, Command>> = {
   extproc: {
     summary: "Run the ExtProc sidecar (gRPC, Unix socket or TCP)",
@@ -52,17 +46,10 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     },
   },
   run: {
-    summary: "Run everything in one process (today: the ExtProc sidecar; the edge comes next)",
+    summary: "Run the whole gateway in one process: the edge on :1975, the ExtProc server, a demo provider",
     help: RUN_HELP,
-    flags: EXTPROC_FLAGS,
-    run: (args) => {
-      const p = parseFlags("run", args, EXTPROC_FLAGS);
-      const o = sidecarOptions("run", p, "unix:///tmp/tollgate/run/extproc.sock");
-      return runSidecar("run", o, (line) => {
-        console.log(line);
-        console.log("The HTTP edge on :1975 is not built yet (issue #3); point Envoy's ext_proc filter at the socket.");
-      });
-    },
+    flags: RUN_FLAGS,
+    run: (args) => runGateway(parseFlags("run", args, RUN_FLAGS)),
   },
   aggregator: pending(
     "aggregator",

@@ -1,0 +1,145 @@
+// `tollgate run`: the whole gateway in one process — the edge on :1975, the ExtProc server on a Unix socket, and
+// (without any provider configured) the built-in demo provider — with one admin port.
+import { collectDefaultMetrics, Registry } from "prom-client";
+import { ExtProcServer } from "../extproc/server.ts";
+import { formatListenAddress, type ListenAddress, parseListenAddress } from "../extproc/listen_address.ts";
+import { startAdmin } from "../admin/server.ts";
+import { createLogger } from "../observability/logger.ts";
+import { systemClock } from "../observability/clock.ts";
+import { EdgeServer } from "../edge/edge_server.ts";
+import { listenEdge } from "../edge/listen.ts";
+import { accessLogSink } from "../edge/access_log.ts";
+import { startEchoProvider } from "../demo/echo_provider.ts";
+import { DEMO_MODEL } from "../control/snapshot.ts";
+import { listFlag, type Parsed, secondsFlag, stringFlag, UsageError } from "./args.ts";
+import { buildRunTopology, providersFromEnv } from "./run_providers.ts";
+
+export const RUN_FLAGS = {
+  listen: { type: "string" },
+  admin: { type: "string" },
+  "access-log": { type: "string" },
+  model: { type: "string", multiple: true },
+  nats: { type: "string" },
+  grace: { type: "string" },
+  "log-level": { type: "string" },
+} as const;
+
+export const RUN_HELP = `Usage: tollgate run [flags]
+
+Runs the whole gateway in one process: the Envoy-compatible edge, the ExtProc server on a Unix socket and,
+when no provider is configured, a built-in demo provider (an OpenAI-compatible echo model that also streams).
+
+Providers come from the environment: OPENAI_API_KEY (with OPENAI_BASE_URL for any OpenAI-compatible server:
+vLLM, Ollama, Groq, Mistral, DeepSeek…). ANTHROPIC_API_KEY and AZURE_OPENAI_* are reported but not routed until
+their translators land (issue #4). A config file of Envoy AI Gateway resources comes with issue #6.
+
+Flags:
+  --listen HOST:PORT    where the edge serves HTTP (default 127.0.0.1:1975; use 0.0.0.0:1975 to expose it)
+  --admin HOST:PORT     admin port: /metrics, /healthz, /readyz (default 127.0.0.1:1064; "off" disables it)
+  --access-log DEST     one JSON line per request to "stdout" (default), a file path, or "off"
+  --model NAME          a model to list on /v1/models besides the configured ones (repeatable)
+  --grace SECONDS       on SIGTERM, how long requests in flight may finish (default 15)
+  --log-level LEVEL     trace, debug, info, warn, error (default info)
+  --nats URL            run the usage and config bus on NATS (not built yet: issues #5 and #6)
+  -h, --help            show this help
+`;
+
+function tcp(command: string, flag: string, text: string): ListenAddress & { kind: "tcp" } {
+  let a: ListenAddress;
+  try {
+    a = parseListenAddress(text);
+  } catch (e) {
+    throw new UsageError(`tollgate ${command}: --${flag}: ${(e as Error).message}`);
+  }
+  if (a.kind !== "tcp") throw new UsageError(`tollgate ${command}: --${flag} must be HOST:PORT`);
+  return a;
+}
+
+export async function runGateway(p: Parsed): Promise<number> {
+  if (typeof p.values.nats === "string") {
+    console.error("tollgate run: --nats is not built yet; the NATS bus lands with issues #5 and #6.");
+    return 1;
+  }
+  const listen = tcp("run", "listen", stringFlag(p, "listen", "127.0.0.1:1975"));
+  const adminText = stringFlag(p, "admin", "127.0.0.1:1064");
+  const admin = adminText === "off" ? null : tcp("run", "admin", adminText);
+  const graceSeconds = secondsFlag("run", p, "grace", 15);
+  const accessLog = stringFlag(p, "access-log", "stdout");
+  const logger = createLogger({ level: stringFlag(p, "log-level", "info"), role: "run" });
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "tollgate_process_" });
+
+  const discovery = providersFromEnv(Deno.env.toObject());
+  const echo = discovery.demo ? await startEchoProvider([DEMO_MODEL]) : undefined;
+  const providers = echo
+    ? [{
+      name: "default/demo-echo",
+      models: [DEMO_MODEL],
+      endpoint: { host: "127.0.0.1", port: echo.port, tls: false },
+    }]
+    : discovery.providers;
+
+  const dir = await Deno.makeTempDir({ prefix: "tollgate-run-" });
+  const socket = `${dir}/extproc.sock`;
+  const topology = buildRunTopology(providers, {
+    listener: { host: listen.host, port: listen.port },
+    extProcTarget: `unix://${socket}`,
+    listedModels: listFlag(p, "model"),
+    ...(accessLog === "off" ? {} : { accessLog }),
+  });
+  const extproc = new ExtProcServer({
+    listen: { kind: "unix", path: socket },
+    snapshot: () => topology.snapshot,
+    logger,
+    registry,
+  });
+  await extproc.start();
+  const edge = new EdgeServer(topology.edge, {
+    clock: systemClock,
+    logger,
+    ...(topology.edge.accessLog ? { accessLog: accessLogSink(topology.edge.accessLog) } : {}),
+  });
+  const http = await listenEdge(edge, listen.host, listen.port);
+  const adminServer = admin
+    ? await startAdmin({
+      listen: admin,
+      registry,
+      notReadyReason: () => (extproc.ready ? null : "draining"),
+      status: () => ({ configRevision: topology.snapshot.revision }),
+    })
+    : undefined;
+
+  const url = `http://${listen.host === "0.0.0.0" ? "127.0.0.1" : listen.host}:${http.port}`;
+  const model = topology.snapshot.models[0]?.id ?? "gpt-4o-mini";
+  logger.info(
+    { url, extproc: `unix://${socket}`, admin: adminServer ? formatListenAddress(adminServer.address) : null },
+    "Tollgate gateway listening",
+  );
+  console.error(
+    [
+      ``,
+      `Tollgate is serving an OpenAI-compatible API on ${url}/v1`,
+      ...discovery.notes.map((n) => `  ${n}`),
+      ...(echo ? [`  No provider configured: routing "${DEMO_MODEL}" to the built-in demo provider (it echoes).`] : []),
+      adminServer ? `  Metrics and health: http://${formatListenAddress(adminServer.address)}/metrics` : "",
+      ``,
+      `Try it:`,
+      `  curl ${url}/v1/chat/completions -H 'content-type: application/json' \\`,
+      `    -d '{"model":"${model}","messages":[{"role":"user","content":"Hello, Tollgate!"}]}'`,
+      ``,
+    ].filter((l) => l !== "").join("\n") + "\n",
+  );
+
+  const signal = await new Promise<string>((resolve) => {
+    for (const s of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(s, () => resolve(s));
+  });
+  logger.info({ signal, graceSeconds }, "Draining");
+  const stopped = http.shutdown();
+  await Promise.race([stopped, new Promise((r) => setTimeout(r, graceSeconds * 1000))]);
+  await extproc.drain(graceSeconds * 1000);
+  await adminServer?.shutdown();
+  await echo?.shutdown();
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  logger.info({}, "Stopped");
+  return 0;
+}

@@ -1,0 +1,77 @@
+// `tollgate run` as a user starts it: one process, the edge on a port, the demo provider or an OpenAI-compatible
+// provider from the environment.
+import OpenAI from "openai";
+import { assertEquals, assertMatch } from "./support/assert.ts";
+import { TOLLGATE } from "./support/process.ts";
+import { chatCompletion, startFakeUpstream } from "./support/fake_upstream.ts";
+
+async function freePort(): Promise<number> {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+async function startRun(env: Record<string, string>) {
+  const port = await freePort();
+  const child = new Deno.Command(TOLLGATE, {
+    args: ["run", "--listen", `127.0.0.1:${port}`, "--admin", "off", "--access-log", "off"],
+    env,
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
+  const stderr = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let banner = "";
+  while (!banner.includes("Try it:")) {
+    const { value, done } = await stderr.read();
+    if (done) throw new Error(`tollgate run exited early:\n${banner}`);
+    banner += value;
+  }
+  return { child, port, banner, stderr };
+}
+
+const baseEnv = { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: Deno.env.get("HOME") ?? "/tmp" };
+
+Deno.test("tollgate run with no provider serves the demo model, prints a curl, and stops on SIGTERM", async () => {
+  const { child, port, banner, stderr } = await startRun(baseEnv);
+  assertMatch(banner, new RegExp(`curl http://127\\.0\\.0\\.1:${port}/v1/chat/completions`));
+  const openai = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: "unused", maxRetries: 0 });
+  const res = await openai.chat.completions.create({
+    model: "tollgate-echo",
+    messages: [{ role: "user", content: "ping" }],
+  });
+  assertEquals(res.choices[0]!.message.content, "Echo: ping");
+  const stream = await openai.chat.completions.create({
+    model: "tollgate-echo",
+    messages: [{ role: "user", content: "one two" }],
+    stream: true,
+  });
+  let text = "";
+  for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+  assertEquals(text, "Echo: one two");
+  child.kill("SIGTERM");
+  assertEquals((await child.status).code, 0);
+  await stderr.cancel();
+  await child.stdout.cancel();
+});
+
+Deno.test("tollgate run routes to an OpenAI-compatible provider from OPENAI_API_KEY with the gateway's key", async () => {
+  await using upstream = await startFakeUpstream((r) => chatCompletion(JSON.parse(r.body).model, "from provider"));
+  const { child, port, stderr } = await startRun({
+    ...baseEnv,
+    OPENAI_API_KEY: "sk-upstream-secret",
+    OPENAI_BASE_URL: `http://127.0.0.1:${upstream.port}/compat/v1`,
+  });
+  const openai = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: "client-key", maxRetries: 0 });
+  const res = await openai.chat.completions.create({ model: "any-model", messages: [{ role: "user", content: "hi" }] });
+  assertEquals(res.choices[0]!.message.content, "from provider");
+  const seen = upstream.seen[0]!;
+  assertEquals(seen.path, "/compat/v1/chat/completions");
+  assertEquals(seen.headers.get("authorization"), "Bearer sk-upstream-secret");
+  child.kill("SIGTERM");
+  assertEquals((await child.status).code, 0);
+  await stderr.cancel();
+  await child.stdout.cancel();
+});
