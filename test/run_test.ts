@@ -5,7 +5,7 @@ import { assertEquals, assertMatch } from "./support/assert.ts";
 import { TOLLGATE } from "./support/process.ts";
 import { chatCompletion, startFakeUpstream } from "./support/fake_upstream.ts";
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
@@ -13,7 +13,7 @@ async function freePort(): Promise<number> {
 }
 
 async function startRun(env: Record<string, string>) {
-  const port = await freePort();
+  const port = freePort();
   const child = new Deno.Command(TOLLGATE, {
     args: ["run", "--listen", `127.0.0.1:${port}`, "--admin", "off", "--access-log", "off"],
     env,
