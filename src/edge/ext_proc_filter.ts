@@ -348,6 +348,7 @@ export class ExtProcFilterStream {
       // A message nobody asked for: Envoy drops the stream and the next phase sees the failure.
       else if (!this.#bypassed) {
         this.#pendingFailure = "Spurious response from the external processor";
+        this.stats.failure = this.#pendingFailure;
         call.cancel();
       }
     });
