@@ -244,3 +244,56 @@ Deno.test("a request body over the limit gets 413 without reaching the processor
   await res.body?.cancel();
   assertEquals(gw.upstreams.openai!.seen.length, 0);
 });
+
+Deno.test("a connection failure on the primary falls back to the next priority", async () => {
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const deadPort = (closed.addr as Deno.NetAddr).port;
+  closed.close();
+  await using gw = await startGateway({
+    upstreams: { fallback: (r) => chatCompletion(JSON.parse(r.body).model, "from fallback") },
+    routes: [{
+      model: "gpt-4o-mini",
+      priorities: [["fallback"], ["fallback"]],
+      retry: { ...FALLBACK_RETRY, retryOn: ["connect-failure"] },
+    }],
+  });
+  // Point priority 0 at a port nobody listens on.
+  const config = gw.edge.config;
+  gw.edge.setConfig({
+    ...config,
+    clusters: config.clusters.map((c) => ({
+      ...c,
+      priorities: [[{ ...c.priorities[0]![0]!, port: deadPort }], c.priorities[1]!],
+    })),
+  });
+  const res = await gw.openai.chat.completions.create({
+    model: "gpt-4o-mini",
+    messages: [{ role: "user", content: "hi" }],
+  });
+  assertEquals(res.choices[0]!.message.content, "from fallback");
+  await until(() => gw.accessLog.length === 1, "the access log line");
+  assertEquals(gw.accessLog[0]!.attempts, 2);
+});
+
+Deno.test("a per-try timeout moves on to the next attempt", async () => {
+  let calls = 0;
+  await using gw = await startGateway({
+    upstreams: {
+      slow: async (r) => {
+        calls++;
+        if (calls === 1) await new Promise((resolve) => setTimeout(resolve, 500));
+        return chatCompletion(JSON.parse(r.body).model, `answer ${calls}`);
+      },
+    },
+    routes: [{
+      model: "gpt-4o-mini",
+      priorities: [["slow"]],
+      retry: { ...FALLBACK_RETRY, retryOn: ["reset"], perTryTimeoutMs: 100, previousPriorities: false },
+    }],
+  });
+  const res = await gw.openai.chat.completions.create({
+    model: "gpt-4o-mini",
+    messages: [{ role: "user", content: "hi" }],
+  });
+  assertEquals(res.choices[0]!.message.content, "answer 2");
+});

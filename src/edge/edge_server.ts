@@ -51,6 +51,10 @@ export class EdgeServer {
     this.#deps = deps;
   }
 
+  get config(): EdgeConfig {
+    return this.#config;
+  }
+
   /** Swaps the topology; requests in flight keep the one they started with. */
   setConfig(config: EdgeConfig): void {
     this.#config = config;

@@ -29,7 +29,7 @@ export interface EnvoyRenderOptions {
   /** gRPC target of the RLS (host:port or unix:///path); defaults to the rate-limit filter's own target. */
   readonly rateLimitTarget?: string;
   readonly adminPort?: number;
-  /** CA bundle that upstream TLS certificates must chain to (default: Debian's system bundle). */
+  /** CA bundle that upstream TLS certificates must chain to (default: the Debian/Ubuntu system bundle). */
   readonly upstreamCaFile?: string;
 }
 
@@ -48,7 +48,8 @@ export class EnvoyRenderError extends Error {
 }
 
 export function renderEnvoyYaml(edge: EdgeConfig, options: EnvoyRenderOptions): string {
-  // YAML 1.1 quoting, because Envoy's loader reads an unquoted yes/on/off as a boolean.
+  // YAML 1.1 quoting: Envoy's loader (source/common/protobuf/yaml_utility.cc, parseYamlNode) turns an unquoted
+  // scalar into a bool if yaml-cpp reads it as one (y, yes, on, off...) and into an integer if it can (0x1f, 0755).
   const body = stringify(renderEnvoyBootstrap(edge, options), { version: "1.1", lineWidth: 0 });
   return `# Envoy bootstrap written by \`tollgate render envoy\` (src/edge/render_envoy.ts); Envoy >= 1.37.1.\n${body}`;
 }
@@ -325,11 +326,19 @@ function rateLimitCluster(target: string): JsonObject {
   const address = a.kind === "unix" ? { pipe: { path: a.path } } : socketAddress(a.host, a.port);
   return {
     name: RATELIMIT_CLUSTER,
-    type: a.kind === "tcp" && !isIpLiteral(a.host) ? "STRICT_DNS" : "STATIC",
+    ...discovery(a.kind === "unix" || isIpLiteral(a.host)),
     connect_timeout: "1s",
     load_assignment: { cluster_name: RATELIMIT_CLUSTER, endpoints: [{ lb_endpoints: [{ endpoint: { address } }] }] },
     typed_extension_protocol_options: { [HTTP_PROTOCOL_OPTIONS]: http2Options() },
   };
+}
+
+/**
+ * STATIC for addresses, STRICT_DNS (every endpoint resolved, so priorities and weights keep working) for names.
+ * V4_PREFERRED because AUTO prefers AAAA records, which fail to connect on the many hosts without IPv6 routes.
+ */
+function discovery(allAddresses: boolean): JsonObject {
+  return allAddresses ? { type: "STATIC" } : { type: "STRICT_DNS", dns_lookup_family: "V4_PREFERRED" };
 }
 
 function http2Options(): JsonObject {
@@ -344,7 +353,7 @@ function backendCluster(c: ClusterConfig, caFile: string): JsonObject {
   const perHostTls = tlsHosts.length > 1 || (tlsHosts.length === 1 && endpoints.some((e) => !e.tls));
   return {
     name: c.name,
-    type: endpoints.every((e) => isIpLiteral(e.host)) ? "STATIC" : "STRICT_DNS",
+    ...discovery(endpoints.every((e) => isIpLiteral(e.host))),
     connect_timeout: duration(c.connectTimeoutMs),
     load_assignment: {
       cluster_name: c.name,

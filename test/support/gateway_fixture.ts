@@ -10,9 +10,12 @@ import type {
   ClusterConfig,
   EdgeConfig,
   ExtProcFilterConfig,
+  RateLimitEntry,
+  RateLimitFilterConfig,
   RetryPolicy,
   RouteConfig,
 } from "../../src/edge/config.ts";
+import { RateLimitFilter } from "../../src/edge/rate_limit_filter.ts";
 import { EdgeServer } from "../../src/edge/edge_server.ts";
 import { listenEdge } from "../../src/edge/listen.ts";
 import { routerExtProcFilter, upstreamExtProcFilter } from "../../src/edge/filter_defaults.ts";
@@ -21,6 +24,7 @@ import { type FakeUpstream, startFakeUpstream, type UpstreamHandler } from "./fa
 
 export interface ModelRoute {
   readonly model: string;
+  readonly rateLimits?: readonly RateLimitEntry[];
   /** Upstream names by priority level: [["primary"], ["fallback"]]. */
   readonly priorities: readonly (readonly string[])[];
   readonly retry?: RetryPolicy;
@@ -34,6 +38,9 @@ export interface GatewayOptions {
   /** Point the router-level filter somewhere else (e.g. a stalling processor). */
   readonly routerTarget?: string;
   readonly maxRequestBodyBytes?: number;
+  /** false: clusters run without the upstream-level filter (e.g. when the router-level one is scripted). */
+  readonly upstreamExtProc?: boolean;
+  readonly rateLimit?: Partial<RateLimitFilterConfig> & { readonly target: string };
 }
 
 export interface Gateway extends AsyncDisposable {
@@ -75,7 +82,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     cluster: `cluster-${r.model}`,
     timeoutMs: r.timeoutMs ?? 15_000,
     ...(r.retry ? { retryPolicy: r.retry } : {}),
-    rateLimits: [],
+    rateLimits: r.rateLimits ?? [],
     autoHostRewrite: true,
   }));
   const clusters: ClusterConfig[] = o.routes.map((r) => ({
@@ -90,7 +97,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       }))
     ),
     connectTimeoutMs: 1000,
-    upstreamExtProc: upstreamExtProcFilter(target),
+    ...(o.upstreamExtProc === false ? {} : { upstreamExtProc: upstreamExtProcFilter(target) }),
   }));
   const config: EdgeConfig = {
     listener: { host: "127.0.0.1", port: 0 },
@@ -100,10 +107,20 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     clusters,
   };
   const accessLog: AccessLogEntry[] = [];
+  const rateLimiter = o.rateLimit
+    ? new RateLimitFilter({
+      domain: "ai-gateway",
+      timeoutMs: 1000,
+      failureModeDeny: false,
+      enableXRateLimitHeaders: false,
+      ...o.rateLimit,
+    }, { clock: systemClock, logger: silentLogger() })
+    : undefined;
   const edge = new EdgeServer(config, {
     clock: systemClock,
     logger: silentLogger(),
     accessLog: (e) => accessLog.push(e),
+    ...(rateLimiter ? { rateLimiter } : {}),
   });
   const listener = await listenEdge(edge, "127.0.0.1", 0);
   const url = `http://127.0.0.1:${listener.port}`;
@@ -118,6 +135,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     socketPath,
     async [Symbol.asyncDispose]() {
       await listener.shutdown();
+      rateLimiter?.close();
       for (const u of Object.values(upstreams)) await u.shutdown();
       await extproc.close();
       await Deno.remove(dir, { recursive: true });

@@ -8,7 +8,7 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Any } from "../../../../google/protobuf/any.ts";
 import { Duration } from "../../../../google/protobuf/duration.ts";
-import { BoolValue, UInt32Value } from "../../../../google/protobuf/wrappers.ts";
+import { BoolValue, UInt32Value, UInt64Value } from "../../../../google/protobuf/wrappers.ts";
 import { Matcher } from "../../../../xds/type/matcher/v3/matcher.ts";
 import { MetadataMatcher } from "../../../type/matcher/v3/metadata.ts";
 import { RegexMatchAndSubstitute, RegexMatcher } from "../../../type/matcher/v3/regex.ts";
@@ -2183,6 +2183,8 @@ export interface VirtualCluster {
  * Also applies to Local rate limiting :ref:`using descriptors <config_http_filters_local_rate_limit_descriptors>`.
  */
 export interface RateLimit {
+  hitsAddend?: RateLimit_HitsAddend | undefined;
+  applyOnStreamDone: boolean;
   /**
    * Refers to the stage set in the filter. The rate limit configuration only
    * applies to filters with the same stage number. The default stage number is
@@ -2213,6 +2215,11 @@ export interface RateLimit {
    * <config_http_filters_rate_limit_rate_limit_override>` for more information.
    */
   limit?: RateLimit_Override | undefined;
+}
+
+export interface RateLimit_HitsAddend {
+  number?: number | undefined;
+  format: string;
 }
 
 /** [#next-free-field: 12] */
@@ -9349,11 +9356,24 @@ export const VirtualCluster: MessageFns<VirtualCluster> = {
 };
 
 function createBaseRateLimit(): RateLimit {
-  return { stage: undefined, disableKey: "", actions: [], limit: undefined };
+  return {
+    hitsAddend: undefined,
+    applyOnStreamDone: false,
+    stage: undefined,
+    disableKey: "",
+    actions: [],
+    limit: undefined,
+  };
 }
 
 export const RateLimit: MessageFns<RateLimit> = {
   encode(message: RateLimit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hitsAddend !== undefined) {
+      RateLimit_HitsAddend.encode(message.hitsAddend, writer.uint32(42).fork()).join();
+    }
+    if (message.applyOnStreamDone !== false) {
+      writer.uint32(48).bool(message.applyOnStreamDone);
+    }
     if (message.stage !== undefined) {
       UInt32Value.encode({ value: message.stage! }, writer.uint32(10).fork()).join();
     }
@@ -9382,6 +9402,22 @@ export const RateLimit: MessageFns<RateLimit> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.hitsAddend = RateLimit_HitsAddend.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.applyOnStreamDone = reader.bool();
+            continue;
+          }
           case 1: {
             if (tag !== 10) {
               break;
@@ -9428,6 +9464,16 @@ export const RateLimit: MessageFns<RateLimit> = {
 
   fromJSON(object: any): RateLimit {
     return {
+      hitsAddend: isSet(object.hitsAddend)
+        ? RateLimit_HitsAddend.fromJSON(object.hitsAddend)
+        : isSet(object.hits_addend)
+        ? RateLimit_HitsAddend.fromJSON(object.hits_addend)
+        : undefined,
+      applyOnStreamDone: isSet(object.applyOnStreamDone)
+        ? globalThis.Boolean(object.applyOnStreamDone)
+        : isSet(object.apply_on_stream_done)
+        ? globalThis.Boolean(object.apply_on_stream_done)
+        : false,
       stage: isSet(object.stage) ? Number(object.stage) : undefined,
       disableKey: isSet(object.disableKey)
         ? globalThis.String(object.disableKey)
@@ -9443,6 +9489,12 @@ export const RateLimit: MessageFns<RateLimit> = {
 
   toJSON(message: RateLimit): unknown {
     const obj: any = {};
+    if (message.hitsAddend !== undefined) {
+      obj.hitsAddend = RateLimit_HitsAddend.toJSON(message.hitsAddend);
+    }
+    if (message.applyOnStreamDone !== false) {
+      obj.applyOnStreamDone = message.applyOnStreamDone;
+    }
     if (message.stage !== undefined) {
       obj.stage = message.stage;
     }
@@ -9463,12 +9515,101 @@ export const RateLimit: MessageFns<RateLimit> = {
   },
   fromPartial<I extends Exact<DeepPartial<RateLimit>, I>>(object: I): RateLimit {
     const message = createBaseRateLimit();
+    message.hitsAddend = (object.hitsAddend !== undefined && object.hitsAddend !== null)
+      ? RateLimit_HitsAddend.fromPartial(object.hitsAddend)
+      : undefined;
+    message.applyOnStreamDone = object.applyOnStreamDone ?? false;
     message.stage = object.stage ?? undefined;
     message.disableKey = object.disableKey ?? "";
     message.actions = object.actions?.map((e) => RateLimit_Action.fromPartial(e)) || [];
     message.limit = (object.limit !== undefined && object.limit !== null)
       ? RateLimit_Override.fromPartial(object.limit)
       : undefined;
+    return message;
+  },
+};
+
+function createBaseRateLimit_HitsAddend(): RateLimit_HitsAddend {
+  return { number: undefined, format: "" };
+}
+
+export const RateLimit_HitsAddend: MessageFns<RateLimit_HitsAddend> = {
+  encode(message: RateLimit_HitsAddend, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.number !== undefined) {
+      UInt64Value.encode({ value: message.number! }, writer.uint32(10).fork()).join();
+    }
+    if (message.format !== "") {
+      writer.uint32(18).string(message.format);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RateLimit_HitsAddend {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRateLimit_HitsAddend();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.number = UInt64Value.decode(reader, reader.uint32()).value;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.format = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RateLimit_HitsAddend {
+    return {
+      number: isSet(object.number) ? Number(object.number) : undefined,
+      format: isSet(object.format) ? globalThis.String(object.format) : "",
+    };
+  },
+
+  toJSON(message: RateLimit_HitsAddend): unknown {
+    const obj: any = {};
+    if (message.number !== undefined) {
+      obj.number = message.number;
+    }
+    if (message.format !== "") {
+      obj.format = message.format;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RateLimit_HitsAddend>, I>>(base?: I): RateLimit_HitsAddend {
+    return RateLimit_HitsAddend.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RateLimit_HitsAddend>, I>>(object: I): RateLimit_HitsAddend {
+    const message = createBaseRateLimit_HitsAddend();
+    message.number = object.number ?? undefined;
+    message.format = object.format ?? "";
     return message;
   },
 };

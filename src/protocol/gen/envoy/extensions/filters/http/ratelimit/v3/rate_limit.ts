@@ -10,7 +10,7 @@ import { Duration } from "../../../../../../google/protobuf/duration.ts";
 import { HeaderValueOption } from "../../../../../config/core/v3/base.ts";
 import { TypedExtensionConfig } from "../../../../../config/core/v3/extension.ts";
 import { RateLimitServiceConfig } from "../../../../../config/ratelimit/v3/rls.ts";
-import { HeaderMatcher } from "../../../../../config/route/v3/route_components.ts";
+import { HeaderMatcher, RateLimit as RateLimit1 } from "../../../../../config/route/v3/route_components.ts";
 import { MetadataKey } from "../../../../../type/metadata/v3/metadata.ts";
 import { HttpStatus } from "../../../../../type/v3/http_status.ts";
 
@@ -458,7 +458,7 @@ export interface RateLimitPerRoute {
    * :ref:`RouteAction.rate_limits<envoy_v3_api_field_config.route.v3.RouteAction.rate_limits>` fields instead.
    * [#not-implemented-hide:]
    */
-  rateLimits: RateLimitConfig[];
+  rateLimits: RateLimit1[];
   /** Overrides the domain. If not set, uses the filter-level domain instead. */
   domain: string;
 }
@@ -2141,7 +2141,7 @@ export const RateLimitPerRoute: MessageFns<RateLimitPerRoute> = {
       writer.uint32(16).int32(message.overrideOption);
     }
     for (const v of message.rateLimits) {
-      RateLimitConfig.encode(v!, writer.uint32(26).fork()).join();
+      RateLimit1.encode(v!, writer.uint32(26).fork()).join();
     }
     if (message.domain !== "") {
       writer.uint32(34).string(message.domain);
@@ -2183,7 +2183,7 @@ export const RateLimitPerRoute: MessageFns<RateLimitPerRoute> = {
               break;
             }
 
-            message.rateLimits.push(RateLimitConfig.decode(reader, reader.uint32()));
+            message.rateLimits.push(RateLimit1.decode(reader, reader.uint32()));
             continue;
           }
           case 4: {
@@ -2219,9 +2219,9 @@ export const RateLimitPerRoute: MessageFns<RateLimitPerRoute> = {
         ? rateLimitPerRoute_OverrideOptionsFromJSON(object.override_option)
         : 0,
       rateLimits: globalThis.Array.isArray(object?.rateLimits)
-        ? object.rateLimits.map((e: any) => RateLimitConfig.fromJSON(e))
+        ? object.rateLimits.map((e: any) => RateLimit1.fromJSON(e))
         : globalThis.Array.isArray(object?.rate_limits)
-        ? object.rate_limits.map((e: any) => RateLimitConfig.fromJSON(e))
+        ? object.rate_limits.map((e: any) => RateLimit1.fromJSON(e))
         : [],
       domain: isSet(object.domain) ? globalThis.String(object.domain) : "",
     };
@@ -2236,7 +2236,7 @@ export const RateLimitPerRoute: MessageFns<RateLimitPerRoute> = {
       obj.overrideOption = rateLimitPerRoute_OverrideOptionsToJSON(message.overrideOption);
     }
     if (message.rateLimits?.length) {
-      obj.rateLimits = message.rateLimits.map((e) => RateLimitConfig.toJSON(e));
+      obj.rateLimits = message.rateLimits.map((e) => RateLimit1.toJSON(e));
     }
     if (message.domain !== "") {
       obj.domain = message.domain;
@@ -2251,7 +2251,7 @@ export const RateLimitPerRoute: MessageFns<RateLimitPerRoute> = {
     const message = createBaseRateLimitPerRoute();
     message.vhRateLimits = object.vhRateLimits ?? 0;
     message.overrideOption = object.overrideOption ?? 0;
-    message.rateLimits = object.rateLimits?.map((e) => RateLimitConfig.fromPartial(e)) || [];
+    message.rateLimits = object.rateLimits?.map((e) => RateLimit1.fromPartial(e)) || [];
     message.domain = object.domain ?? "";
     return message;
   },
