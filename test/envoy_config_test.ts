@@ -6,6 +6,7 @@ import { toJson } from "@bufbuild/protobuf";
 import { parse } from "yaml";
 import { assert, assertEquals } from "./support/assert.ts";
 import { decodeEnvoy, envoyRegistry, messageType } from "./support/envoy_protos.ts";
+import { TOLLGATE } from "./support/process.ts";
 import { exampleEdgeConfig, renderExample } from "../deploy/envoy/render_example.ts";
 import type { EdgeConfig } from "../src/edge/config.ts";
 import { renderEnvoyBootstrap, renderEnvoyYaml } from "../src/edge/render_envoy.ts";
@@ -155,4 +156,19 @@ Deno.test("the generated ts-proto types read the rendered bootstrap and the Envo
       hitsAddend: { format: "%DYNAMIC_METADATA(io.envoy.ai_gateway:llm_total_token)%" },
     }],
   });
+});
+
+Deno.test("tollgate render envoy writes a bootstrap that decodes strictly", async () => {
+  const out = await new Deno.Command(TOLLGATE, {
+    args: ["render", "envoy", "--extproc-socket", "/run/tollgate/extproc.sock"],
+    env: { OPENAI_API_KEY: "sk-render-test", OPENAI_BASE_URL: "https://llm.example.com/v1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+  const text = new TextDecoder().decode(out.stdout);
+  await decodeYaml(text);
+  // Credentials stay with the sidecar; Envoy's config never holds them.
+  assert(!text.includes("sk-render-test"));
+  assert(text.includes("llm.example.com"));
 });

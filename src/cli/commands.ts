@@ -4,6 +4,7 @@ import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
 import { EXTPROC_FLAGS, EXTPROC_HELP, runSidecar, sidecarOptions } from "./extproc_command.ts";
 import { VERSION } from "../version.ts";
 import { RUN_FLAGS, RUN_HELP, runGateway } from "./run_command.ts";
+import { RENDER_FLAGS, RENDER_HELP, renderCommand } from "./render_command.ts";
 
 export interface Command {
   readonly summary: string;
@@ -73,14 +74,13 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     "issue #6 (control plane)",
     1,
   ),
-  render: pending(
-    "render",
-    "Render configuration for real Envoy from the same resources.",
-    "envoy CONFIG.yaml [--out FILE]",
-    { out: { type: "string" } },
-    "issue #3 (the edge and config for real Envoy)",
-    2,
-  ),
+  render: {
+    summary: "Render configuration for real Envoy from the same topology",
+    help: RENDER_HELP,
+    flags: RENDER_FLAGS,
+    positionals: 2,
+    run: (args) => renderCommand(parseFlags("render", args, RENDER_FLAGS, 2)),
+  },
   version: {
     summary: "Print the version",
     help: "Usage: tollgate version\n\nPrints Tollgate's version and the Deno it runs on.\n",

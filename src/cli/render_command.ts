@@ -1,0 +1,66 @@
+// `tollgate render envoy`: the Envoy bootstrap for the topology `tollgate run` would serve, for running real Envoy
+// next to `tollgate extproc`.
+import { renderEnvoyYaml } from "../edge/render_envoy.ts";
+import { type Parsed, stringFlag, UsageError } from "./args.ts";
+import { buildRunTopology, providersFromEnv } from "./run_providers.ts";
+
+export const RENDER_FLAGS = {
+  out: { type: "string" },
+  "extproc-socket": { type: "string" },
+  listen: { type: "string" },
+  "admin-port": { type: "string" },
+} as const;
+
+export const RENDER_HELP = `Usage: tollgate render envoy [flags]
+
+Writes an Envoy (>= 1.37.1) bootstrap YAML for the same topology the edge serves: the router-level ext_proc
+filter, one upstream-level ext_proc filter per cluster, the Unix-socket ExtProc cluster, routes on x-ai-eg-model,
+priorities and retries. Providers come from the environment as for \`tollgate run\` (OPENAI_API_KEY,
+OPENAI_BASE_URL); rendering from a file of Envoy AI Gateway resources comes with issue #6.
+
+Flags:
+  --out FILE               write there instead of stdout
+  --extproc-socket PATH    the sidecar's socket (default /run/tollgate/extproc.sock)
+  --listen HOST:PORT       Envoy's listener (default 0.0.0.0:1975)
+  --admin-port N           Envoy's admin port on 127.0.0.1 (default 9901)
+  -h, --help               show this help
+`;
+
+export async function renderCommand(p: Parsed): Promise<number> {
+  const [what] = p.positionals;
+  if (what !== "envoy") {
+    throw new UsageError(`tollgate render: unknown target ${what === undefined ? "(none)" : `"${what}"`}; use "envoy"`);
+  }
+  if (p.positionals.length > 1) {
+    console.error("tollgate render envoy: rendering from a resources file is not built yet; it lands with issue #6.");
+    return 1;
+  }
+  const socket = stringFlag(p, "extproc-socket", "/run/tollgate/extproc.sock");
+  if (!socket.startsWith("/")) throw new UsageError("tollgate render: --extproc-socket must be an absolute path");
+  const listen = /^(.+):(\d+)$/.exec(stringFlag(p, "listen", "0.0.0.0:1975"));
+  if (!listen) throw new UsageError("tollgate render: --listen must be HOST:PORT");
+  const adminPort = Number(stringFlag(p, "admin-port", "9901"));
+  if (!Number.isInteger(adminPort) || adminPort < 1 || adminPort > 65535) {
+    throw new UsageError("tollgate render: --admin-port must be a port number");
+  }
+  const discovery = providersFromEnv(Deno.env.toObject());
+  if (discovery.providers.length === 0) {
+    console.error(
+      "tollgate render envoy: no provider to route to; set OPENAI_API_KEY (and OPENAI_BASE_URL) or wait for " +
+        "resource files (issue #6). The demo provider lives inside `tollgate run` and cannot be rendered.",
+    );
+    return 1;
+  }
+  const topology = buildRunTopology(discovery.providers, {
+    listener: { host: listen[1]!, port: Number(listen[2]) },
+    extProcTarget: `unix://${socket}`,
+    listedModels: [],
+    accessLog: "stdout",
+  });
+  const yaml = renderEnvoyYaml(topology.edge, { extProcSocketPath: socket, adminPort });
+  const out = stringFlag(p, "out", "");
+  if (out) await Deno.writeTextFile(out, yaml);
+  else console.log(yaml);
+  for (const n of discovery.notes) console.error(n);
+  return 0;
+}

@@ -1,0 +1,134 @@
+// Resources → the edge topology (the same one `tollgate render envoy` writes for real Envoy) plus what the ExtProc
+// and the rate limit service need. Mirrors Envoy AI Gateway + Envoy Gateway: a router-level ext_proc filter, the
+// ratelimit filter when any route has global limits, routes in Gateway API precedence, a cluster per route rule
+// with an upstream-level ext_proc filter. Pure: no I/O, no clock; the same resources give the same output.
+import type { EdgeConfig, ExtProcFilterConfig, RouteConfig } from "../../edge/config.ts";
+import { attemptProcessingMode, routerProcessingMode } from "../../protocol/ext_proc.ts";
+import type { AIGatewayRoute, Resource } from "../resources/resource.ts";
+import { qualifiedName } from "../resources/resource.ts";
+import { ResourceIndex, validateReferences } from "../resources/references.ts";
+import { formatResourceError, type ResourceError, sortErrors } from "../resources/errors.ts";
+import { compileBackend } from "./backends.ts";
+import { listenerPort } from "./attachments.ts";
+import { compileModels } from "./models.ts";
+import { compileRoute } from "./routes.ts";
+import {
+  AI_GATEWAY_METADATA_NAMESPACE,
+  type CompiledBackendRef,
+  type CompiledCost,
+  type CompileOptions,
+  type CompileResult,
+  type RateLimitRule,
+} from "./compiled.ts";
+
+const DEFAULT_MAX_REQUEST_BODY_BYTES = 50 * 1024 * 1024;
+const DEFAULT_RATE_LIMIT_TIMEOUT_MS = 20;
+/** The role header the sidecar reads from gRPC initial metadata; the HTTP request can never set it. */
+const ROLE_METADATA = "x-tollgate-role";
+
+export function compileGateway(resources: readonly Resource[], options: CompileOptions): CompileResult {
+  const errors: ResourceError[] = validateReferences(resources);
+  const index = new ResourceIndex(resources);
+  const routes = index.list("AIGatewayRoute").sort(olderFirst);
+
+  const routerExtProc: ExtProcFilterConfig = {
+    target: options.extProcTarget,
+    processingMode: routerProcessingMode(),
+    allowModeOverride: true,
+    messageTimeoutMs: options.messageTimeoutMs,
+    failureModeAllow: options.failureModeAllow,
+    receivingNamespaces: [AI_GATEWAY_METADATA_NAMESPACE],
+    initialMetadata: {},
+    requestAttributes: [],
+  };
+  const upstreamExtProc: ExtProcFilterConfig = {
+    target: options.extProcTarget,
+    processingMode: attemptProcessingMode(),
+    // As Envoy AI Gateway configures its upstream filter; the attempt stream never overrides in practice.
+    allowModeOverride: true,
+    messageTimeoutMs: options.messageTimeoutMs,
+    failureModeAllow: options.failureModeAllow,
+    receivingNamespaces: [AI_GATEWAY_METADATA_NAMESPACE],
+    initialMetadata: { [ROLE_METADATA]: "upstream" },
+    requestAttributes: ["xds.upstream_host_metadata", "xds.cluster_name", "xds.route_name"],
+  };
+
+  const ctx = { index, upstreamExtProc, rateLimitDomain: options.rateLimit?.domain, errors };
+  const routeConfigs: RouteConfig[] = [];
+  const clusters = [];
+  const rateLimitRules: RateLimitRule[] = [];
+  const refs = new Map<string, CompiledBackendRef[]>();
+  for (const route of routes) {
+    const compiled = compileRoute(route, ctx);
+    routeConfigs.push(...compiled.routes);
+    clusters.push(...compiled.clusters);
+    rateLimitRules.push(...compiled.rateLimitRules);
+    for (const [backend, list] of compiled.refs) refs.set(backend, [...(refs.get(backend) ?? []), ...list]);
+  }
+  // Gateway API precedence among same-prefix matches: more header matches first; ties keep the order of routes
+  // (oldest, then namespace/name), rules and matches. The sort is stable.
+  routeConfigs.sort((a, b) => b.match.headers.length - a.match.headers.length);
+
+  const port = options.listenerPort ?? listenerPort(routes, index, errors);
+  const backends = index.list("AIServiceBackend")
+    .map((s) => compileBackend(s, index, refs.get(qualifiedName(s)) ?? []))
+    .sort((a, b) => a.name.localeCompare(b.name));
+
+  if (errors.length > 0) return { ok: false, errors: dedupe(sortErrors(errors)) };
+
+  const hasRateLimits = routeConfigs.some((r) => r.rateLimits.length > 0);
+  const edge: EdgeConfig = {
+    listener: { host: options.listenerHost ?? "0.0.0.0", port },
+    maxRequestBodyBytes: options.maxRequestBodyBytes ?? DEFAULT_MAX_REQUEST_BODY_BYTES,
+    routerExtProc,
+    ...(options.rateLimit && hasRateLimits
+      ? {
+        rateLimit: {
+          domain: options.rateLimit.domain,
+          target: options.rateLimit.target,
+          timeoutMs: options.rateLimit.timeoutMs ?? DEFAULT_RATE_LIMIT_TIMEOUT_MS,
+          failureModeDeny: options.rateLimit.failureModeDeny ?? false,
+          enableXRateLimitHeaders: true,
+        },
+      }
+      : {}),
+    routes: routeConfigs,
+    clusters,
+    ...(options.accessLog === undefined ? {} : { accessLog: options.accessLog }),
+  };
+  return {
+    ok: true,
+    edge,
+    models: compileModels(routes),
+    backends,
+    rateLimitRules,
+    llmRequestCosts: routes.flatMap(costsOf),
+  };
+}
+
+function costsOf(route: AIGatewayRoute): CompiledCost[] {
+  return (route.spec.llmRequestCosts ?? []).map((c) => ({
+    route: qualifiedName(route),
+    metadataKey: c.metadataKey,
+    type: c.type,
+    ...(c.cel === undefined ? {} : { cel: c.cel }),
+  }));
+}
+
+/** Gateway API orders routes of equal precedence by age, then by namespace/name. */
+function olderFirst(a: AIGatewayRoute, b: AIGatewayRoute): number {
+  const ta = Date.parse(a.metadata.creationTimestamp ?? "") || 0;
+  const tb = Date.parse(b.metadata.creationTimestamp ?? "") || 0;
+  return ta - tb || qualifiedName(a).localeCompare(qualifiedName(b));
+}
+
+/** A conflict seen from several routes is one error. */
+function dedupe(errors: readonly ResourceError[]): ResourceError[] {
+  const seen = new Set<string>();
+  return errors.filter((e) => {
+    const key = formatResourceError(e);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}

@@ -1,0 +1,193 @@
+// Reads resource files (or directories of *.yaml / *.yml), splits multi-document YAML, substitutes ${VAR}s, checks
+// every document against its schema and then the references between resources. Nothing stops at the first problem:
+// the result carries every error, each with file, document index, resource, field path and (when known) line.
+import YAML, { type Document, isMap, isPair, isScalar, isSeq, LineCounter } from "yaml";
+import type { core } from "zod";
+import {
+  errorAt,
+  formatPath,
+  issueMessage,
+  type PathSegment,
+  type ResourceError,
+  type ResourceOrigin,
+  sortErrors,
+} from "./errors.ts";
+import { DEFAULT_NAMESPACE, lookupKind, type Resource, toResource } from "./resource.ts";
+import { type Env, substituteDocument } from "./substitute.ts";
+import { validateReferences } from "./references.ts";
+
+/** A document of a kind Tollgate does not read (a Deployment, a BackendTLSPolicy…), skipped on purpose. */
+export interface IgnoredDocument {
+  readonly file: string;
+  readonly document: number;
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly name?: string;
+}
+
+export interface LoadResult {
+  readonly resources: readonly Resource[];
+  readonly errors: readonly ResourceError[];
+  readonly ignored: readonly IgnoredDocument[];
+}
+
+export interface LoadOptions {
+  /** Values for ${VAR} substitution. */
+  readonly env?: Env;
+}
+
+export async function loadResources(paths: readonly string[], options: LoadOptions = {}): Promise<LoadResult> {
+  const resources: Resource[] = [];
+  const errors: ResourceError[] = [];
+  const ignored: IgnoredDocument[] = [];
+  for (const entry of paths) {
+    const files = await resourceFiles(entry);
+    if ("error" in files) {
+      errors.push({ file: entry, path: "", message: files.error });
+      continue;
+    }
+    for (const file of files.files) {
+      let text: string;
+      try {
+        text = await Deno.readTextFile(file);
+      } catch (e) {
+        errors.push({ file, path: "", message: `Cannot read the file: ${e instanceof Error ? e.message : String(e)}` });
+        continue;
+      }
+      const parsed = parseResources(text, file, options);
+      resources.push(...parsed.resources);
+      errors.push(...parsed.errors);
+      ignored.push(...parsed.ignored);
+    }
+  }
+  errors.push(...validateReferences(resources));
+  return { resources, errors: sortErrors(errors), ignored };
+}
+
+/** One file's documents, schema-checked; references to other files are checked by loadResources. */
+export function parseResources(text: string, file: string, options: LoadOptions = {}): LoadResult {
+  const lineCounter = new LineCounter();
+  const docs = YAML.parseAllDocuments(text, { lineCounter, prettyErrors: false });
+  const result = { resources: [] as Resource[], errors: [] as ResourceError[], ignored: [] as IgnoredDocument[] };
+  if (!Array.isArray(docs)) return result;
+  docs.forEach((doc, index) => parseDocument(doc, { file, document: index }, lineCounter, options.env ?? {}, result));
+  return result;
+}
+
+function parseDocument(
+  doc: Document,
+  at: ResourceOrigin,
+  lines: LineCounter,
+  env: Env,
+  out: { resources: Resource[]; errors: ResourceError[]; ignored: IgnoredDocument[] },
+): void {
+  const [syntax] = doc.errors;
+  if (syntax) {
+    // Only the first: the parser's later errors in the same document are nearly always echoes of it.
+    const line = lines.linePos(syntax.pos[0]).line;
+    out.errors.push({ ...errorAt(at, "", `Invalid YAML: ${syntax.message.split("\n")[0]}`), line });
+    return;
+  }
+  const substitution = substituteDocument(doc, env);
+  const raw: unknown = doc.toJS();
+  if (raw === null || raw === undefined) return;
+  if (typeof raw !== "object" || Array.isArray(raw)) {
+    out.errors.push(errorAt(at, "", "A resource document must be a mapping"));
+    return;
+  }
+  const body = raw as Record<string, unknown>;
+  const origin = originOf(body, at);
+  const lineOf = (path: readonly PathSegment[]) => {
+    const offset = nodeOffset(doc, path);
+    return offset === undefined ? {} : { line: lines.linePos(offset).line };
+  };
+  for (const e of substitution) out.errors.push({ ...errorAt(origin, e.path, e.message), ...lineOf(e.path) });
+
+  const { apiVersion, kind } = body;
+  if (typeof apiVersion !== "string" || typeof kind !== "string") {
+    for (const field of ["apiVersion", "kind"] as const) {
+      if (typeof body[field] !== "string") out.errors.push(errorAt(origin, field, "Field is required"));
+    }
+    return;
+  }
+  const found = lookupKind(apiVersion, kind);
+  if (found.status === "ignored") {
+    out.ignored.push({ ...at, apiVersion, kind, ...(origin.name ? { name: origin.name } : {}) });
+    return;
+  }
+  if (found.status === "unsupported") {
+    out.errors.push({ ...errorAt(origin, "kind", found.message), ...lineOf(["kind"]) });
+    return;
+  }
+  const parsed = found.schema.safeParse(body, { error: issueMessage });
+  if (parsed.success) {
+    out.resources.push(toResource(parsed.data as Record<string, unknown>, origin));
+    return;
+  }
+  // A variable that failed to expand leaves its ${...} text behind; the schema error it causes would say it twice.
+  const substituted = new Set(substitution.map((e) => formatPath(e.path)));
+  for (const issue of parsed.error.issues) {
+    for (const [path, message] of issueErrors(issue)) {
+      if (substituted.has(formatPath(path))) continue;
+      out.errors.push({ ...errorAt(origin, path, message), ...lineOf(path) });
+    }
+  }
+}
+
+function issueErrors(issue: core.$ZodIssue): [PathSegment[], string][] {
+  const path = issue.path.map((p) => (typeof p === "number" ? p : String(p)));
+  if (issue.code === "unrecognized_keys") return issue.keys.map((key) => [[...path, key], `Unknown field "${key}"`]);
+  return [[path, issue.message]];
+}
+
+function originOf(body: Record<string, unknown>, at: ResourceOrigin): ResourceOrigin {
+  const meta = body["metadata"];
+  const name = typeof meta === "object" && meta !== null ? (meta as Record<string, unknown>)["name"] : undefined;
+  const ns = typeof meta === "object" && meta !== null ? (meta as Record<string, unknown>)["namespace"] : undefined;
+  return {
+    ...at,
+    ...(typeof body["kind"] === "string" ? { kind: body["kind"] } : {}),
+    ...(typeof name === "string" && name !== ""
+      ? { name: `${typeof ns === "string" ? ns : DEFAULT_NAMESPACE}/${name}` }
+      : {}),
+  };
+}
+
+/** Source offset of the deepest node on the path (the key, for a mapping entry), for line numbers in errors. */
+function nodeOffset(doc: Document, path: readonly PathSegment[]): number | undefined {
+  let node: unknown = doc.contents;
+  let offset = isScalar(node) || isMap(node) || isSeq(node) ? node.range?.[0] : undefined;
+  for (const segment of path) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(segment));
+      if (!pair) break;
+      if (isScalar(pair.key)) offset = pair.key.range?.[0] ?? offset;
+      node = pair.value;
+    } else if (isSeq(node) && typeof segment === "number") {
+      node = node.items[segment];
+      if (isScalar(node) || isMap(node) || isSeq(node)) offset = node.range?.[0] ?? offset;
+    } else break;
+  }
+  return offset;
+}
+
+async function resourceFiles(entry: string): Promise<{ files: string[] } | { error: string }> {
+  try {
+    const info = await Deno.stat(entry);
+    if (!info.isDirectory) return { files: [entry] };
+    const files: string[] = [];
+    await walk(entry, files);
+    return { files: files.sort() };
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return { error: "No such file or directory" };
+    return { error: `Cannot read: ${e instanceof Error ? e.message : String(e)}` };
+  }
+}
+
+async function walk(dir: string, into: string[]): Promise<void> {
+  for await (const entry of Deno.readDir(dir)) {
+    const path = `${dir.replace(/\/$/, "")}/${entry.name}`;
+    if (entry.isDirectory) await walk(path, into);
+    else if (entry.isFile && /\.ya?ml$/.test(entry.name)) into.push(path);
+  }
+}
