@@ -24,7 +24,8 @@ Deno.test("unknown flags and bad values exit 2 with a one-line reason", async ()
     [["extproc", "--max-body-bytes=-1"], /^tollgate extproc: --max-body-bytes must be a positive integer/],
     [["run", "--log-level", "loud"], /^tollgate run: --log-level must be/],
     [["frobnicate"], /^tollgate: unknown command "frobnicate"/],
-    [["validate", "a", "b"], /^tollgate validate: unexpected argument "b"\n$/],
+    [["validate"], /^tollgate validate: give at least one FILE or DIR\n$/],
+    [["render", "nginx"], /^tollgate render: unknown target "nginx"; use "envoy"\n$/],
   ];
   for (const [args, re] of cases) {
     const r = await runTollgate(args);
@@ -35,7 +36,7 @@ Deno.test("unknown flags and bad values exit 2 with a one-line reason", async ()
 });
 
 Deno.test("subcommands that later issues fill say so plainly and exit 1", async () => {
-  for (const [c, issue] of [["aggregator", "#5"], ["controller", "#6"], ["validate", "#6"], ["render", "#3"]]) {
+  for (const [c, issue] of [["aggregator", "#5"], ["controller", "#6"]]) {
     const r = await runTollgate([c!]);
     assertEquals(r.code, 1);
     assert(r.stderr.includes("not built yet") && r.stderr.includes(issue!), r.stderr);
@@ -124,4 +125,33 @@ Deno.test("the sidecar listens on a Unix socket by default path it creates, with
   p.child.kill("SIGTERM");
   assertEquals((await p.child.status).code, 0);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("tollgate validate reports OK with a summary for valid resources", async () => {
+  const r = await runTollgate(["validate", "testdata/resources/token_ratelimit"]);
+  assertEquals(r.code, 0, r.stderr);
+  assertMatch(r.stdout, /^OK: 1 route\(s\), 1 cluster\(s\), 1 backend\(s\), 1 model\(s\), \d+ rate-limit rule\(s\)/);
+});
+
+Deno.test("tollgate validate prints every error with file, document, resource and path, and exits 1", async () => {
+  const r = await runTollgate([
+    "validate",
+    "testdata/resources/invalid/schema.yaml",
+    "testdata/resources/invalid/references.yaml",
+  ]);
+  assertEquals(r.code, 1);
+  const lines = r.stderr.trimEnd().split("\n");
+  assertEquals(lines.at(-1), `${lines.length - 1} error(s)`);
+  assert(
+    lines.includes(
+      'testdata/resources/invalid/schema.yaml#0:16 AIGatewayRoute default/typos spec.rules[0].backendRefs[0].prioirty: Unknown field "prioirty"',
+    ),
+    r.stderr,
+  );
+  assert(
+    lines.includes(
+      'testdata/resources/invalid/references.yaml#1 AIServiceBackend default/present spec.backendRef.name: Backend "default/missing-backend" is not defined',
+    ),
+    r.stderr,
+  );
 });

@@ -172,3 +172,15 @@ Deno.test("tollgate render envoy writes a bootstrap that decodes strictly", asyn
   assert(!text.includes("sk-render-test"));
   assert(text.includes("llm.example.com"));
 });
+
+for (const example of ["basic", "provider_fallback", "token_ratelimit"]) {
+  Deno.test(`tollgate render envoy renders the ${example} example resources into a bootstrap that decodes strictly`, async () => {
+    const out = await new Deno.Command(TOLLGATE, {
+      args: ["render", "envoy", `testdata/resources/${example}`],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+    await decodeYaml(new TextDecoder().decode(out.stdout));
+  });
+}

@@ -12,10 +12,10 @@ function freePort(): number {
   return port;
 }
 
-async function startRun(env: Record<string, string>) {
+async function startRun(env: Record<string, string>, config: string[] = []) {
   const port = freePort();
   const child = new Deno.Command(TOLLGATE, {
-    args: ["run", "--listen", `127.0.0.1:${port}`, "--admin", "off", "--access-log", "off"],
+    args: ["run", ...config, "--listen", `127.0.0.1:${port}`, "--admin", "off", "--access-log", "off"],
     env,
     clearEnv: true,
     stdout: "piped",
@@ -74,4 +74,46 @@ Deno.test("tollgate run routes to an OpenAI-compatible provider from OPENAI_API_
   assertEquals((await child.status).code, 0);
   await stderr.cancel();
   await child.stdout.cancel();
+});
+
+Deno.test("tollgate run CONFIG serves Envoy AI Gateway resources: provider fallback with the fallback's API key", async () => {
+  await using primary = await startFakeUpstream(() => Response.json({ error: { message: "down" } }, { status: 500 }));
+  await using secondary = await startFakeUpstream((r) => chatCompletion(JSON.parse(r.body).model, "from secondary"));
+  const { child, port, banner, stderr } = await startRun({
+    ...baseEnv,
+    PRIMARY_PORT: String(primary.port),
+    SECONDARY_PORT: String(secondary.port),
+    SECONDARY_API_KEY: "sk-secondary-from-env",
+  }, ["testdata/resources/openai_fallback"]);
+  assertMatch(banner, /Serving testdata\/resources\/openai_fallback/);
+  const openai = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: "client-key", maxRetries: 0 });
+  const res = await openai.chat.completions.create({
+    model: "gpt-4o-mini",
+    messages: [{ role: "user", content: "hi" }],
+  });
+  assertEquals(res.choices[0]!.message.content, "from secondary");
+  assertEquals([primary.seen.length, secondary.seen.length], [1, 1]);
+  assertEquals(secondary.seen[0]!.headers.get("authorization"), "Bearer sk-secondary-from-env");
+  // The primary has no credential configured, so the client's own Authorization passes through untouched.
+  assertEquals(primary.seen[0]!.headers.get("authorization"), "Bearer client-key");
+  assertEquals(primary.seen[0]!.headers.get("x-ai-eg-model"), "gpt-4o-mini");
+  const models = [];
+  for await (const m of openai.models.list()) models.push(m.id);
+  assertEquals(models, ["gpt-4o-mini"]);
+  child.kill("SIGTERM");
+  assertEquals((await child.status).code, 0);
+  await stderr.cancel();
+  await child.stdout.cancel();
+});
+
+Deno.test("tollgate run refuses an invalid config with every error located, and exits 1", async () => {
+  const out = await new Deno.Command(TOLLGATE, {
+    args: ["run", "testdata/resources/invalid/references.yaml", "--admin", "off"],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assertEquals(out.code, 1);
+  const text = new TextDecoder().decode(out.stderr);
+  assertMatch(text, /references\.yaml#0 AIGatewayRoute default\/route spec\.rules\[0\]\.backendRefs\[1\]\.name: /);
+  assertMatch(text, /error\(s\) in the configuration/);
 });

@@ -62,3 +62,14 @@ export function positiveIntFlag(command: string, p: Parsed, name: string, fallba
   }
   return n;
 }
+
+const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
+
+/** --log-level, falling back to TOLLGATE_LOG_LEVEL, then info. */
+export function logLevelFlag(command: string, p: Parsed): string {
+  const level = stringFlag(p, "log-level", Deno.env.get("TOLLGATE_LOG_LEVEL") ?? "info");
+  if (!LOG_LEVELS.includes(level)) {
+    throw new UsageError(`tollgate ${command}: --log-level must be trace, debug, info, warn or error, got "${level}"`);
+  }
+  return level;
+}

@@ -5,6 +5,7 @@ import { EXTPROC_FLAGS, EXTPROC_HELP, runSidecar, sidecarOptions } from "./extpr
 import { VERSION } from "../version.ts";
 import { RUN_FLAGS, RUN_HELP, runGateway } from "./run_command.ts";
 import { RENDER_FLAGS, RENDER_HELP, renderCommand } from "./render_command.ts";
+import { VALIDATE_HELP, validateCommand } from "./validate_command.ts";
 
 export interface Command {
   readonly summary: string;
@@ -50,7 +51,8 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     summary: "Run the whole gateway in one process: the edge on :1975, the ExtProc server, a demo provider",
     help: RUN_HELP,
     flags: RUN_FLAGS,
-    run: (args) => runGateway(parseFlags("run", args, RUN_FLAGS)),
+    positionals: 64,
+    run: (args) => runGateway(parseFlags("run", args, RUN_FLAGS, 64)),
   },
   aggregator: pending(
     "aggregator",
@@ -66,20 +68,19 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     { watch: { type: "string" }, nats: { type: "string" }, admin: { type: "string" } },
     "issue #6 (control plane)",
   ),
-  validate: pending(
-    "validate",
-    "Validate Envoy AI Gateway resources (YAML) and report every error with file, document and path.",
-    "FILE|DIR",
-    {},
-    "issue #6 (control plane)",
-    1,
-  ),
+  validate: {
+    summary: "Validate Envoy AI Gateway resources (YAML): every error with file, document and path",
+    help: VALIDATE_HELP,
+    flags: {},
+    positionals: 64,
+    run: (args) => validateCommand(parseFlags("validate", args, {}, 64)),
+  },
   render: {
     summary: "Render configuration for real Envoy from the same topology",
     help: RENDER_HELP,
     flags: RENDER_FLAGS,
-    positionals: 2,
-    run: (args) => renderCommand(parseFlags("render", args, RENDER_FLAGS, 2)),
+    positionals: 64,
+    run: (args) => renderCommand(parseFlags("render", args, RENDER_FLAGS, 64)),
   },
   version: {
     summary: "Print the version",

@@ -5,7 +5,7 @@ import { formatListenAddress, type ListenAddress, parseListenAddress } from "../
 import { defaultSnapshot } from "../control/snapshot.ts";
 import { startAdmin } from "../admin/server.ts";
 import { createLogger } from "../observability/logger.ts";
-import { listFlag, type Parsed, positiveIntFlag, secondsFlag, stringFlag, UsageError } from "./args.ts";
+import { listFlag, logLevelFlag, type Parsed, positiveIntFlag, secondsFlag, stringFlag, UsageError } from "./args.ts";
 
 export const EXTPROC_FLAGS = {
   listen: { type: "string" },
@@ -52,12 +52,7 @@ export function sidecarOptions(command: string, p: Parsed, defaultListen: string
   const adminText = stringFlag(p, "admin", ":1064");
   const admin = adminText === "off" ? null : address("admin", ":1064");
   if (admin && admin.kind !== "tcp") throw new UsageError(`tollgate ${command}: --admin must be HOST:PORT or "off"`);
-  const logLevel = stringFlag(p, "log-level", Deno.env.get("TOLLGATE_LOG_LEVEL") ?? "info");
-  if (!["trace", "debug", "info", "warn", "error", "fatal", "silent"].includes(logLevel)) {
-    throw new UsageError(
-      `tollgate ${command}: --log-level must be trace, debug, info, warn or error, got "${logLevel}"`,
-    );
-  }
+  const logLevel = logLevelFlag(command, p);
   return {
     listen: address("listen", defaultListen),
     admin: admin as (ListenAddress & { kind: "tcp" }) | null,

@@ -1,6 +1,8 @@
-// `tollgate render envoy`: the Envoy bootstrap for the topology `tollgate run` would serve, for running real Envoy
-// next to `tollgate extproc`.
+// `tollgate render envoy`: the Envoy bootstrap for the same topology the edge serves, for running real Envoy next
+// to `tollgate extproc`.
 import { renderEnvoyYaml } from "../edge/render_envoy.ts";
+import type { EdgeConfig } from "../edge/config.ts";
+import { formatErrors, loadGatewayConfig } from "../control/gateway_config.ts";
 import { type Parsed, stringFlag, UsageError } from "./args.ts";
 import { buildRunTopology, providersFromEnv } from "./run_providers.ts";
 
@@ -9,31 +11,30 @@ export const RENDER_FLAGS = {
   "extproc-socket": { type: "string" },
   listen: { type: "string" },
   "admin-port": { type: "string" },
+  ratelimit: { type: "string" },
 } as const;
 
-export const RENDER_HELP = `Usage: tollgate render envoy [flags]
+export const RENDER_HELP = `Usage: tollgate render envoy [CONFIG.yaml|DIR...] [flags]
 
 Writes an Envoy (>= 1.37.1) bootstrap YAML for the same topology the edge serves: the router-level ext_proc
 filter, one upstream-level ext_proc filter per cluster, the Unix-socket ExtProc cluster, routes on x-ai-eg-model,
-priorities and retries. Providers come from the environment as for \`tollgate run\` (OPENAI_API_KEY,
-OPENAI_BASE_URL); rendering from a file of Envoy AI Gateway resources comes with issue #6.
+priorities, retries and token rate limits. From CONFIG (Envoy AI Gateway resources) or, without it, from the
+environment as for \`tollgate run\` (OPENAI_API_KEY, OPENAI_BASE_URL). Credentials never appear in it: the
+sidecar adds them.
 
 Flags:
   --out FILE               write there instead of stdout
   --extproc-socket PATH    the sidecar's socket (default /run/tollgate/extproc.sock)
   --listen HOST:PORT       Envoy's listener (default 0.0.0.0:1975)
   --admin-port N           Envoy's admin port on 127.0.0.1 (default 9901)
+  --ratelimit HOST:PORT    the rate limit service for global limits (default 127.0.0.1:8081)
   -h, --help               show this help
 `;
 
 export async function renderCommand(p: Parsed): Promise<number> {
-  const [what] = p.positionals;
+  const [what, ...configs] = p.positionals;
   if (what !== "envoy") {
     throw new UsageError(`tollgate render: unknown target ${what === undefined ? "(none)" : `"${what}"`}; use "envoy"`);
-  }
-  if (p.positionals.length > 1) {
-    console.error("tollgate render envoy: rendering from a resources file is not built yet; it lands with issue #6.");
-    return 1;
   }
   const socket = stringFlag(p, "extproc-socket", "/run/tollgate/extproc.sock");
   if (!socket.startsWith("/")) throw new UsageError("tollgate render: --extproc-socket must be an absolute path");
@@ -43,24 +44,44 @@ export async function renderCommand(p: Parsed): Promise<number> {
   if (!Number.isInteger(adminPort) || adminPort < 1 || adminPort > 65535) {
     throw new UsageError("tollgate render: --admin-port must be a port number");
   }
-  const discovery = providersFromEnv(Deno.env.toObject());
-  if (discovery.providers.length === 0) {
-    console.error(
-      "tollgate render envoy: no provider to route to; set OPENAI_API_KEY (and OPENAI_BASE_URL) or wait for " +
-        "resource files (issue #6). The demo provider lives inside `tollgate run` and cannot be rendered.",
-    );
-    return 1;
+  const listener = { host: listen[1]!, port: Number(listen[2]) };
+  const notes: string[] = [];
+  let edge: EdgeConfig;
+  if (configs.length > 0) {
+    const loaded = await loadGatewayConfig(configs, {
+      extProcTarget: `unix://${socket}`,
+      listener,
+      env: Deno.env.toObject(),
+      accessLog: "stdout",
+      rateLimit: { target: stringFlag(p, "ratelimit", "127.0.0.1:8081"), domain: "ai-gateway" },
+    });
+    if (!loaded.ok) {
+      console.error(formatErrors(loaded.errors));
+      return 1;
+    }
+    edge = loaded.edge;
+    notes.push(...loaded.notes);
+  } else {
+    const discovery = providersFromEnv(Deno.env.toObject());
+    if (discovery.providers.length === 0) {
+      console.error(
+        "tollgate render envoy: no provider to route to; give a resources file or set OPENAI_API_KEY (and " +
+          "OPENAI_BASE_URL). The demo provider lives inside `tollgate run` and cannot be rendered.",
+      );
+      return 1;
+    }
+    notes.push(...discovery.notes);
+    edge = buildRunTopology(discovery.providers, {
+      listener,
+      extProcTarget: `unix://${socket}`,
+      listedModels: [],
+      accessLog: "stdout",
+    }).edge;
   }
-  const topology = buildRunTopology(discovery.providers, {
-    listener: { host: listen[1]!, port: Number(listen[2]) },
-    extProcTarget: `unix://${socket}`,
-    listedModels: [],
-    accessLog: "stdout",
-  });
-  const yaml = renderEnvoyYaml(topology.edge, { extProcSocketPath: socket, adminPort });
+  const yaml = renderEnvoyYaml(edge, { extProcSocketPath: socket, adminPort });
   const out = stringFlag(p, "out", "");
   if (out) await Deno.writeTextFile(out, yaml);
   else console.log(yaml);
-  for (const n of discovery.notes) console.error(n);
+  for (const n of notes) console.error(n);
   return 0;
 }

@@ -11,8 +11,9 @@ import { listenEdge } from "../edge/listen.ts";
 import { accessLogSink } from "../edge/access_log.ts";
 import { startEchoProvider } from "../demo/echo_provider.ts";
 import { DEMO_MODEL } from "../control/snapshot.ts";
-import { listFlag, type Parsed, secondsFlag, stringFlag, UsageError } from "./args.ts";
-import { buildRunTopology, providersFromEnv } from "./run_providers.ts";
+import { listFlag, logLevelFlag, type Parsed, secondsFlag, stringFlag, UsageError } from "./args.ts";
+import { buildRunTopology, providersFromEnv, type RunTopology } from "./run_providers.ts";
+import { formatErrors, loadGatewayConfig } from "../control/gateway_config.ts";
 
 export const RUN_FLAGS = {
   listen: { type: "string" },
@@ -24,14 +25,15 @@ export const RUN_FLAGS = {
   "log-level": { type: "string" },
 } as const;
 
-export const RUN_HELP = `Usage: tollgate run [flags]
+export const RUN_HELP = `Usage: tollgate run [CONFIG.yaml|DIR...] [flags]
 
 Runs the whole gateway in one process: the Envoy-compatible edge, the ExtProc server on a Unix socket and,
 when no provider is configured, a built-in demo provider (an OpenAI-compatible echo model that also streams).
 
-Providers come from the environment: OPENAI_API_KEY (with OPENAI_BASE_URL for any OpenAI-compatible server:
-vLLM, Ollama, Groq, Mistral, DeepSeek…). ANTHROPIC_API_KEY and AZURE_OPENAI_* are reported but not routed until
-their translators land (issue #4). A config file of Envoy AI Gateway resources comes with issue #6.
+With CONFIG (Envoy AI Gateway resources, as \`tollgate validate\` reads them) it serves exactly those routes.
+Without it, providers come from the environment: OPENAI_API_KEY (with OPENAI_BASE_URL for any OpenAI-compatible
+server: vLLM, Ollama, Groq, Mistral, DeepSeek…). ANTHROPIC_API_KEY and AZURE_OPENAI_* are reported but not
+routed until their translators land (issue #4).
 
 Flags:
   --listen HOST:PORT    where the edge serves HTTP (default 127.0.0.1:1975; use 0.0.0.0:1975 to expose it)
@@ -65,28 +67,52 @@ export async function runGateway(p: Parsed): Promise<number> {
   const admin = adminText === "off" ? null : tcp("run", "admin", adminText);
   const graceSeconds = secondsFlag("run", p, "grace", 15);
   const accessLog = stringFlag(p, "access-log", "stdout");
-  const logger = createLogger({ level: stringFlag(p, "log-level", "info"), role: "run" });
+  const logger = createLogger({ level: logLevelFlag("run", p), role: "run" });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "tollgate_process_" });
 
-  const discovery = providersFromEnv(Deno.env.toObject());
-  const echo = discovery.demo ? await startEchoProvider([DEMO_MODEL]) : undefined;
-  const providers = echo
-    ? [{
-      name: "default/demo-echo",
-      models: [DEMO_MODEL],
-      endpoint: { host: "127.0.0.1", port: echo.port, tls: false },
-    }]
-    : discovery.providers;
-
   const dir = await Deno.makeTempDir({ prefix: "tollgate-run-" });
   const socket = `${dir}/extproc.sock`;
-  const topology = buildRunTopology(providers, {
-    listener: { host: listen.host, port: listen.port },
-    extProcTarget: `unix://${socket}`,
-    listedModels: listFlag(p, "model"),
-    ...(accessLog === "off" ? {} : { accessLog }),
-  });
+  const listener = { host: listen.host, port: listen.port };
+  const logTo = accessLog === "off" ? {} : { accessLog };
+  let echo: Awaited<ReturnType<typeof startEchoProvider>> | undefined;
+  let topology: RunTopology;
+  const notes: string[] = [];
+  if (p.positionals.length > 0) {
+    // Resource files: exactly what the controller would compile, served on this machine.
+    const loaded = await loadGatewayConfig(p.positionals, {
+      extProcTarget: `unix://${socket}`,
+      listener,
+      env: Deno.env.toObject(),
+      ...logTo,
+    });
+    if (!loaded.ok) {
+      console.error(formatErrors(loaded.errors));
+      console.error(`tollgate run: ${loaded.errors.length} error(s) in the configuration`);
+      await Deno.remove(dir, { recursive: true });
+      return 1;
+    }
+    topology = { edge: loaded.edge, snapshot: loaded.snapshot };
+    notes.push(`Serving ${p.positionals.join(", ")}`, ...loaded.notes);
+  } else {
+    const discovery = providersFromEnv(Deno.env.toObject());
+    echo = discovery.demo ? await startEchoProvider([DEMO_MODEL]) : undefined;
+    const providers = echo
+      ? [{
+        name: "default/demo-echo",
+        models: [DEMO_MODEL],
+        endpoint: { host: "127.0.0.1", port: echo.port, tls: false },
+      }]
+      : discovery.providers;
+    topology = buildRunTopology(providers, {
+      listener,
+      extProcTarget: `unix://${socket}`,
+      listedModels: listFlag(p, "model"),
+      ...logTo,
+    });
+    notes.push(...discovery.notes);
+    if (echo) notes.push(`No provider configured: routing "${DEMO_MODEL}" to the built-in demo provider (it echoes).`);
+  }
   const extproc = new ExtProcServer({
     listen: { kind: "unix", path: socket },
     snapshot: () => topology.snapshot,
@@ -119,8 +145,7 @@ export async function runGateway(p: Parsed): Promise<number> {
     [
       ``,
       `Tollgate is serving an OpenAI-compatible API on ${url}/v1`,
-      ...discovery.notes.map((n) => `  ${n}`),
-      ...(echo ? [`  No provider configured: routing "${DEMO_MODEL}" to the built-in demo provider (it echoes).`] : []),
+      ...notes.map((n) => `  ${n}`),
       adminServer ? `  Metrics and health: http://${formatListenAddress(adminServer.address)}/metrics` : "",
       ``,
       `Try it:`,

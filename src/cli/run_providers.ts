@@ -19,7 +19,7 @@ export interface RunProvider {
   readonly models?: readonly string[];
   readonly endpoint: { readonly host: string; readonly port: number; readonly tls: boolean };
   readonly auth?: BackendInfo["auth"];
-  readonly pathPrefix?: string;
+  readonly apiPrefix?: string;
 }
 
 export interface ProviderDiscovery {
@@ -38,13 +38,13 @@ export function providersFromEnv(env: Readonly<Record<string, string | undefined
     const base = new URL(env.OPENAI_BASE_URL || "https://api.openai.com/v1");
     const tls = base.protocol === "https:";
     const basePath = base.pathname.replace(/\/+$/, "");
-    // OpenAI-compatible servers put the API under .../v1; our paths already start with /v1.
-    const pathPrefix = basePath.endsWith("/v1") ? basePath.slice(0, -3) : basePath;
+    // The base URL's path replaces the /v1 of the client's path (most servers use /v1 itself).
+    const apiPrefix = basePath === "/v1" ? "" : basePath;
     providers.push({
       name: "default/openai",
       endpoint: { host: base.hostname, port: Number(base.port) || (tls ? 443 : 80), tls },
       auth: { header: "authorization", value: `Bearer ${key}` },
-      ...(pathPrefix ? { pathPrefix } : {}),
+      ...(apiPrefix ? { apiPrefix } : {}),
     });
     notes.push(`OpenAI-compatible provider at ${base.origin}${basePath} (from OPENAI_API_KEY / OPENAI_BASE_URL)`);
   }
@@ -123,7 +123,7 @@ export function buildRunTopology(
       backends: providers.map((p) => ({
         name: p.name,
         ...(p.auth ? { auth: p.auth } : {}),
-        ...(p.pathPrefix ? { pathPrefix: p.pathPrefix } : {}),
+        ...(p.apiPrefix ? { apiPrefix: p.apiPrefix } : {}),
       })),
       acceptsAnyModel: providers.some((p) => !p.models),
     }),
