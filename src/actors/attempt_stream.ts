@@ -89,7 +89,9 @@ export const attemptStreamMachine = setup({
         set[backend.auth.header] = backend.auth.value;
         if (backend.auth.header !== "authorization") remove.push("authorization");
       }
-      if (backend?.pathPrefix) set[":path"] = backend.pathPrefix + context.path;
+      if (backend?.apiPrefix && context.path.startsWith("/v1")) {
+        set[":path"] = backend.apiPrefix + context.path.slice(3);
+      }
       return {
         type: "reply" as const,
         response: continueResponse("requestHeaders", { headerMutation: headerMutation(set, remove) }),

@@ -65,10 +65,10 @@ Deno.test("attemptStreamMachine treats a body before its headers as a protocol v
   }]);
 });
 
-Deno.test("attemptStreamMachine sets the chosen backend's credential and path prefix from the endpoint metadata", () => {
+Deno.test("attemptStreamMachine sets the chosen backend's credential and API prefix from the endpoint metadata", () => {
   const snapshot = buildSnapshot(1, {
     models: [modelInfo("tollgate-echo")],
-    backends: [{ name: "default/azure", auth: { header: "api-key", value: "secret-1" }, pathPrefix: "/openai" }],
+    backends: [{ name: "default/azure", auth: { header: "api-key", value: "secret-1" }, apiPrefix: "/openai/v1" }],
   });
   const r = createActor(routerStreamMachine, {
     id: "r",

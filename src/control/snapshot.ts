@@ -15,8 +15,9 @@ export interface BackendInfo {
   readonly name: string;
   /** Upstream credential header, resolved by this sidecar from its own secrets; never logged, never on NATS. */
   readonly auth?: { readonly header: string; readonly value: string };
-  /** Prepended to the request path, e.g. "/openai" for https://api.groq.com/openai/v1. */
-  readonly pathPrefix?: string;
+  /** Replaces the leading "/v1" of the client's path, e.g. "/openai/v1" for https://api.groq.com/openai/v1
+   * (the schema prefix of an AIServiceBackend). */
+  readonly apiPrefix?: string;
 }
 
 /** Endpoint metadata namespace and key naming the backend of an endpoint (xds.upstream_host_metadata). */
