@@ -297,3 +297,64 @@ Deno.test("a per-try timeout moves on to the next attempt", async () => {
   });
   assertEquals(res.choices[0]!.message.content, "answer 2");
 });
+
+Deno.test("a slow client never makes the edge buffer a whole stream: the upstream is read only as fast as the client reads", async () => {
+  const chunk = new Uint8Array(64 * 1024).fill(0x61);
+  const total = 1024; // 64 MiB if read to the end
+  let produced = 0;
+  let cancelled = false;
+  await using gw = await startGateway({
+    upstreams: {
+      openai: () =>
+        new Response(
+          new ReadableStream<Uint8Array>({
+            pull(c) {
+              if (produced >= total) return c.close();
+              produced++;
+              c.enqueue(chunk);
+            },
+            cancel() {
+              cancelled = true;
+            },
+          }, { highWaterMark: 0 }),
+          { headers: { "content-type": "text/event-stream" } },
+        ),
+    },
+    routes: [{ model: "gpt-4o-mini", priorities: [["openai"]] }],
+  });
+  const abort = new AbortController();
+  const res = await fetch(`${gw.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "hi" }], stream: true }),
+    signal: abort.signal,
+  });
+  const reader = res.body!.getReader();
+  let read = 0;
+  while (read < 256 * 1024) read += (await reader.read()).value!.length;
+  // The client stops reading; whatever the proxy pulls now can only fill socket buffers, never the whole stream.
+  await new Promise((r) => setTimeout(r, 500));
+  const stalled = produced;
+  await new Promise((r) => setTimeout(r, 300));
+  assertEquals(produced, stalled, "the upstream kept being read while the client was not reading");
+  assert(produced * chunk.length < 16 * 1024 * 1024, `read ${produced} chunks of the upstream for ${read} bytes sent`);
+  abort.abort();
+  await until(() => cancelled && gw.edge.activeRequests === 0 && gw.extproc.openStreams === 0, "everything to close");
+});
+
+Deno.test("a buffered response body over the buffer limit gets 500 instead of growing the proxy's memory", async () => {
+  await using gw = await startGateway({
+    upstreams: { openai: () => Response.json({ choices: [], filler: "x".repeat(4000) }) },
+    routes: [{ model: "gpt-4o-mini", priorities: [["openai"]] }],
+    maxRequestBodyBytes: 1000,
+  });
+  const res = await fetch(`${gw.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: "gpt-4o-mini", messages: [] }),
+  });
+  assertEquals(res.status, 500);
+  await res.body?.cancel();
+  await until(() => gw.accessLog.length === 1, "the access log line");
+  assertEquals(gw.accessLog[0]!.response_code_details, "response_payload_too_large");
+});

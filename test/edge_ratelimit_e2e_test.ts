@@ -91,6 +91,8 @@ Deno.test("the edge checks the limit before the upstream and reports tokens from
   const entries = [{ key: "user_id", value: "alice" }, { key: "rule", value: "tokens-per-user" }];
   assertEquals(check!.descriptors.map((d) => [d.entries, d.hitsAddend]), [[entries, 0]]);
   assertEquals(done!.descriptors.map((d) => [d.entries, d.hitsAddend]), [[entries, 7]]);
+  // The access log line carries the usage the processor reported in dynamic metadata.
+  assertEquals(t.gw.accessLog.at(-1)?.usage, { llm_total_token: 7 });
 });
 
 Deno.test("over the limit the edge answers 429 with x-envoy-ratelimited and never calls the upstream", async () => {

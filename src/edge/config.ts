@@ -6,7 +6,8 @@ import type { ProcessingMode } from "../protocol/ext_proc.ts";
 
 export interface EdgeConfig {
   readonly listener: { readonly host: string; readonly port: number };
-  /** Envoy's per-connection buffer limit as applied to a buffered request body; beyond it the answer is 413. */
+  /** Envoy's per-connection buffer limit, for any buffered body: a request body beyond it gets 413, a buffered
+   * response body 500. */
   readonly maxRequestBodyBytes: number;
   /** The router-level ext_proc filter, first in the HCM filter chain. */
   readonly routerExtProc?: ExtProcFilterConfig;

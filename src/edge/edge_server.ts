@@ -247,7 +247,7 @@ export class EdgeServer {
         return new Response(replacedBody as Uint8Array<ArrayBuffer>, { status, headers: out });
       }
       if (processor?.sendsBody("response") && !processor.streamsBody("response")) {
-        const b = await bufferResponseBody(upstream.body, processor, responseHeaders);
+        const b = await bufferResponseBody(upstream.body, processor, responseHeaders, config.maxRequestBodyBytes);
         if (b.kind === "respond") return local(b.reply, rateLimitHeaders);
         out.delete("content-length");
         done({ bytesSent: b.body.length, aborted: false });

@@ -14,13 +14,27 @@ export async function bufferResponseBody(
   body: ReadableStream<Uint8Array> | null,
   processor: ExtProcFilterStream,
   headers: HeaderList,
+  limit: number,
 ): Promise<{ kind: "body"; body: Uint8Array } | { kind: "respond"; reply: LocalReply }> {
   const chunks: Uint8Array[] = [];
   let bytes = 0;
   if (body) {
     for await (const chunk of body) {
-      chunks.push(chunk);
       bytes += chunk.length;
+      // Like Envoy's buffer limit on a BUFFERED body: the proxy never holds more than it is allowed to.
+      if (bytes > limit) {
+        processor.cancel();
+        return {
+          kind: "respond",
+          reply: {
+            status: 500,
+            headers: [["content-type", "text/plain"]],
+            body: new TextEncoder().encode("Response body exceeds the buffer limit"),
+            details: "response_payload_too_large",
+          },
+        };
+      }
+      chunks.push(chunk);
     }
   }
   const whole = concatChunks(chunks, bytes);
