@@ -155,3 +155,37 @@ Deno.test("tollgate validate prints every error with file, document, resource an
     r.stderr,
   );
 });
+
+Deno.test("tollgate extproc --config serves the configured models and keeps them when a bad change is written", async () => {
+  const dir = await Deno.makeTempDir();
+  const file = `${dir}/gateway.yaml`;
+  await Deno.copyFile("testdata/resources/openai_fallback/openai_fallback.yaml", file);
+  const p = spawnTollgate(
+    ["extproc", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--config", file],
+    { PRIMARY_PORT: "18001", SECONDARY_PORT: "18002" },
+  );
+  await using _ = p;
+  const ready = await p.waitForLog("ExtProc server listening");
+  assertEquals(ready.models, ["gpt-4o-mini"]);
+  const client = new ExtProcTestClient(String(ready.address));
+  const models = async () => {
+    const s = client.open();
+    const r = await s.exchange(headersRequest("requestHeaders", { ":method": "GET", ":path": "/v1/models" }, true));
+    assert(r.response?.$case === "immediateResponse");
+    return JSON.parse(new TextDecoder().decode(r.response.value.body)).data.map((m: { id: string }) => m.id);
+  };
+  assertEquals(await models(), ["gpt-4o-mini"]);
+  await Deno.writeTextFile(
+    file,
+    "apiVersion: aigateway.envoyproxy.io/v1beta1\nkind: AIGatewayRoute\nspec: {bogus: 1}\n",
+  );
+  await p.waitForLog("Rejected a configuration change; keeping the running config");
+  assertEquals(await models(), ["gpt-4o-mini"]);
+  const changed = (await Deno.readTextFile("testdata/resources/openai_fallback/openai_fallback.yaml"))
+    .replace("value: gpt-4o-mini", "value: gpt-4.1");
+  await Deno.writeTextFile(file, changed);
+  await p.waitForLog("Applied a configuration change");
+  assertEquals(await models(), ["gpt-4.1"]);
+  client.close();
+  await Deno.remove(dir, { recursive: true });
+});

@@ -1,8 +1,9 @@
-// `tollgate extproc`: the data-plane sidecar. Also the core of `tollgate run` until the edge lands.
+// `tollgate extproc`: the data-plane sidecar, one per Envoy pod.
 import { collectDefaultMetrics, Registry } from "prom-client";
 import { ExtProcServer } from "../extproc/server.ts";
 import { formatListenAddress, type ListenAddress, parseListenAddress } from "../extproc/listen_address.ts";
 import { defaultSnapshot } from "../control/snapshot.ts";
+import { type FileConfigSource, watchConfigFiles } from "../control/file_config_source.ts";
 import { startAdmin } from "../admin/server.ts";
 import { createLogger } from "../observability/logger.ts";
 import { listFlag, logLevelFlag, type Parsed, positiveIntFlag, secondsFlag, stringFlag, UsageError } from "./args.ts";
@@ -11,6 +12,7 @@ export const EXTPROC_FLAGS = {
   listen: { type: "string" },
   admin: { type: "string" },
   model: { type: "string", multiple: true },
+  config: { type: "string", multiple: true },
   grace: { type: "string" },
   "max-body-bytes": { type: "string" },
   "log-level": { type: "string" },
@@ -23,19 +25,22 @@ Runs the ExtProc sidecar: envoy.service.ext_proc.v3.ExternalProcessor and grpc.h
 Flags:
   --listen ADDR          unix:///path.sock (default unix:///tmp/tollgate/extproc.sock) or HOST:PORT, e.g. 127.0.0.1:1063
   --admin ADDR           admin HTTP port for /metrics, /healthz, /readyz (default :1064; "off" disables it)
-  --model NAME           a model this gateway serves (repeatable); default: the demo model tollgate-echo
+  --config PATH          Envoy AI Gateway resources (file or directory, repeatable), watched and applied on change;
+                         a change that does not validate is rejected and the running config stays
+  --model NAME           without --config: a model this gateway serves (repeatable); default tollgate-echo
   --grace SECONDS        on SIGTERM, how long open streams may finish before they are cancelled (default 15)
   --max-body-bytes N     cap on a request body Envoy streams in chunks (default 33554432)
   --log-level LEVEL      trace, debug, info, warn, error (default info, or TOLLGATE_LOG_LEVEL)
   -h, --help             show this help
 
-Configuration from files and NATS (--config, --nats) comes with the control-plane issue.
+Configuration over NATS (--nats) comes with the control-plane issue (#6).
 `;
 
 export interface SidecarOptions {
   readonly listen: ListenAddress;
   readonly admin: (ListenAddress & { kind: "tcp" }) | null;
   readonly models: readonly string[];
+  readonly configPaths: readonly string[];
   readonly graceSeconds: number;
   readonly maxBodyBytes: number;
   readonly logLevel: string;
@@ -57,6 +62,7 @@ export function sidecarOptions(command: string, p: Parsed, defaultListen: string
     listen: address("listen", defaultListen),
     admin: admin as (ListenAddress & { kind: "tcp" }) | null,
     models: listFlag(p, "model"),
+    configPaths: listFlag(p, "config"),
     graceSeconds: secondsFlag(command, p, "grace", 15),
     maxBodyBytes: positiveIntFlag(command, p, "max-body-bytes", 32 << 20),
     logLevel,
@@ -68,11 +74,21 @@ export async function runSidecar(role: string, o: SidecarOptions, banner?: (s: s
   const logger = createLogger({ level: o.logLevel, role });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "tollgate_process_" });
-  const snapshot = defaultSnapshot(o.models);
+  let source: FileConfigSource | undefined;
+  if (o.configPaths.length > 0) {
+    try {
+      source = await watchConfigFiles({ paths: o.configPaths, logger, env: Deno.env.toObject() });
+    } catch (e) {
+      console.error(`tollgate ${role}: ${(e as Error).message}`);
+      return 1;
+    }
+  }
+  const fixed = defaultSnapshot(o.models);
+  const current = () => source?.current() ?? fixed;
   if (o.listen.kind === "unix") await Deno.mkdir(o.listen.path.replace(/\/[^/]*$/, "") || "/", { recursive: true });
   const server = new ExtProcServer({
     listen: o.listen,
-    snapshot: () => snapshot,
+    snapshot: current,
     logger,
     registry,
     maxBodyBytes: o.maxBodyBytes,
@@ -83,14 +99,14 @@ export async function runSidecar(role: string, o: SidecarOptions, banner?: (s: s
       listen: o.admin,
       registry,
       notReadyReason: () => server.ready ? null : "the ExtProc server is draining",
-      status: () => ({ configRevision: snapshot.revision }),
+      status: () => ({ configRevision: current().revision }),
     })
     : undefined;
   logger.info(
     {
       address: formatListenAddress(bound),
       admin: admin ? formatListenAddress(admin.address) : null,
-      models: snapshot.models.map((m) => m.id),
+      models: current().models.map((m) => m.id),
     },
     "ExtProc server listening",
   );
@@ -105,6 +121,7 @@ export async function runSidecar(role: string, o: SidecarOptions, banner?: (s: s
   logger.info({ signal, graceSeconds: o.graceSeconds, open: server.openStreams }, "Draining");
   const { forced } = await server.drain(o.graceSeconds * 1000);
   await admin?.shutdown();
+  source?.[Symbol.dispose]();
   logger.info({ forced }, "Stopped");
   return 0;
 }

@@ -15,8 +15,8 @@ export interface Spawned extends AsyncDisposable {
   readonly lines: Record<string, unknown>[];
 }
 
-export function spawnTollgate(args: string[]): Spawned {
-  const child = new Deno.Command(TOLLGATE, { args, stdout: "piped", stderr: "inherit", stdin: "null" }).spawn();
+export function spawnTollgate(args: string[], env: Record<string, string> = {}): Spawned {
+  const child = new Deno.Command(TOLLGATE, { args, env, stdout: "piped", stderr: "inherit", stdin: "null" }).spawn();
   const lines: Record<string, unknown>[] = [];
   const waiters: Array<{ msg: string; resolve: (l: Record<string, unknown>) => void }> = [];
   const reading = (async () => {
