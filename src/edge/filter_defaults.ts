@@ -1,6 +1,6 @@
 // The two ext_proc filter configurations Tollgate runs with, shared by the edge, the compiler and the Envoy
 // renderer so that all three describe the same thing.
-import { attemptProcessingMode, routerProcessingMode } from "../protocol/ext_proc.ts";
+import { attemptProcessingMode, ROLE_METADATA, routerProcessingMode } from "../protocol/ext_proc.ts";
 import type { ExtProcFilterConfig } from "./config.ts";
 import { AI_GATEWAY_NAMESPACE } from "./access_log.ts";
 
@@ -29,11 +29,12 @@ export function upstreamExtProcFilter(target: string, o: FilterOptions = {}): Ex
   return {
     target,
     processingMode: attemptProcessingMode(),
-    allowModeOverride: false,
+    // As Envoy AI Gateway configures its upstream filter; the attempt stream never sends an override.
+    allowModeOverride: true,
     messageTimeoutMs: o.messageTimeoutMs ?? 10_000,
     failureModeAllow: o.failureModeAllow ?? false,
     receivingNamespaces: [AI_GATEWAY_NAMESPACE],
-    initialMetadata: { "x-tollgate-role": "upstream" },
+    initialMetadata: { [ROLE_METADATA]: "upstream" },
     requestAttributes: ["xds.upstream_host_metadata", "xds.cluster_name", "xds.route_name"],
   };
 }

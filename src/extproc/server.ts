@@ -4,7 +4,7 @@
 import * as grpc from "@grpc/grpc-js";
 import type { Registry } from "prom-client";
 import { ExternalProcessorService } from "../protocol/gen/envoy/service/ext_proc/v3/external_processor.ts";
-import { type ProcessingMode, routerProcessingMode } from "../protocol/ext_proc.ts";
+import { type ProcessingMode, ROLE_METADATA, routerProcessingMode } from "../protocol/ext_proc.ts";
 import { type RouterInput, routerStreamMachine } from "../actors/router_stream.ts";
 import { type AttemptInput, attemptStreamMachine, type RouterStreamRef } from "../actors/attempt_stream.ts";
 import type { GatewaySnapshot } from "../control/snapshot.ts";
@@ -16,8 +16,7 @@ import { HealthService, ServingStatus } from "./health.ts";
 import { HealthService as HealthServiceDefinition } from "../protocol/gen/grpc/health/v1/health.ts";
 import { formatListenAddress, type ListenAddress } from "./listen_address.ts";
 
-/** gRPC metadata key carrying the filter's role; rendered into each ext_proc filter's grpc_service.initial_metadata. */
-export const ROLE_METADATA = "x-tollgate-role";
+export { ROLE_METADATA };
 
 export interface ExtProcServerOptions {
   readonly listen: ListenAddress;

@@ -19,6 +19,10 @@ import {
 } from "./gen/envoy/extensions/filters/http/ext_proc/v3/processing_mode.ts";
 
 export { BodyMode, HeaderMode };
+
+/** gRPC initial metadata naming the role of an ExtProc stream ("upstream" for the per-attempt filter); only the
+ * filter config sets it, never the HTTP request. */
+export const ROLE_METADATA = "x-tollgate-role";
 export type { ProcessingMode, ProcessingRequest, ProcessingResponse };
 
 const utf8 = new TextDecoder();

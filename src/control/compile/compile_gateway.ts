@@ -2,8 +2,8 @@
 // and the rate limit service need. Mirrors Envoy AI Gateway + Envoy Gateway: a router-level ext_proc filter, the
 // ratelimit filter when any route has global limits, routes in Gateway API precedence, a cluster per route rule
 // with an upstream-level ext_proc filter. Pure: no I/O, no clock; the same resources give the same output.
-import type { EdgeConfig, ExtProcFilterConfig, RouteConfig } from "../../edge/config.ts";
-import { attemptProcessingMode, routerProcessingMode } from "../../protocol/ext_proc.ts";
+import type { EdgeConfig, RouteConfig } from "../../edge/config.ts";
+import { routerExtProcFilter, upstreamExtProcFilter } from "../../edge/filter_defaults.ts";
 import type { AIGatewayRoute, Resource } from "../resources/resource.ts";
 import { qualifiedName } from "../resources/resource.ts";
 import { ResourceIndex, validateReferences } from "../resources/references.ts";
@@ -13,7 +13,6 @@ import { listenerPort } from "./attachments.ts";
 import { compileModels } from "./models.ts";
 import { compileRoute } from "./routes.ts";
 import {
-  AI_GATEWAY_METADATA_NAMESPACE,
   type CompiledBackendRef,
   type CompiledCost,
   type CompileOptions,
@@ -23,35 +22,15 @@ import {
 
 const DEFAULT_MAX_REQUEST_BODY_BYTES = 50 * 1024 * 1024;
 const DEFAULT_RATE_LIMIT_TIMEOUT_MS = 20;
-/** The role header the sidecar reads from gRPC initial metadata; the HTTP request can never set it. */
-const ROLE_METADATA = "x-tollgate-role";
 
 export function compileGateway(resources: readonly Resource[], options: CompileOptions): CompileResult {
   const errors: ResourceError[] = validateReferences(resources);
   const index = new ResourceIndex(resources);
   const routes = index.list("AIGatewayRoute").sort(olderFirst);
 
-  const routerExtProc: ExtProcFilterConfig = {
-    target: options.extProcTarget,
-    processingMode: routerProcessingMode(),
-    allowModeOverride: true,
-    messageTimeoutMs: options.messageTimeoutMs,
-    failureModeAllow: options.failureModeAllow,
-    receivingNamespaces: [AI_GATEWAY_METADATA_NAMESPACE],
-    initialMetadata: {},
-    requestAttributes: [],
-  };
-  const upstreamExtProc: ExtProcFilterConfig = {
-    target: options.extProcTarget,
-    processingMode: attemptProcessingMode(),
-    // As Envoy AI Gateway configures its upstream filter; the attempt stream never overrides in practice.
-    allowModeOverride: true,
-    messageTimeoutMs: options.messageTimeoutMs,
-    failureModeAllow: options.failureModeAllow,
-    receivingNamespaces: [AI_GATEWAY_METADATA_NAMESPACE],
-    initialMetadata: { [ROLE_METADATA]: "upstream" },
-    requestAttributes: ["xds.upstream_host_metadata", "xds.cluster_name", "xds.route_name"],
-  };
+  const filterOptions = { messageTimeoutMs: options.messageTimeoutMs, failureModeAllow: options.failureModeAllow };
+  const routerExtProc = routerExtProcFilter(options.extProcTarget, filterOptions);
+  const upstreamExtProc = upstreamExtProcFilter(options.extProcTarget, filterOptions);
 
   const ctx = { index, upstreamExtProc, rateLimitDomain: options.rateLimit?.domain, errors };
   const routeConfigs: RouteConfig[] = [];
