@@ -1,57 +1,61 @@
 // The upstream-level ExtProc stream: Envoy opens one per upstream attempt (the first try and every retry), after
 // the router filter has chosen the route. It finds the router stream of the same HTTP request through the internal
-// request id header, tells it an attempt started, and prepares the upstream request.
+// request id header, tells it which backend this attempt goes to, and prepares the upstream request: translated
+// for that backend, mutated and signed (prepare_upstream.ts), sent back with CONTINUE_AND_REPLACE.
+//
+//   requestHeaders → preparing → done
+//                             ↘ failed (no router stream, a request the backend cannot take, a protocol error)
 //
 // Must be idempotent: a retry runs it again on a fresh copy of the original request headers, so everything is
 // derived from the router's stored request, never from what a previous attempt did.
-import { type ActorRefFrom, assign, emit, sendTo, setup } from "xstate";
-import { continueResponse, headerMutation, immediateResponse, readHeaders } from "../protocol/ext_proc.ts";
+import { type ActorRefFrom, assign, emit, fromPromise, sendTo, setup } from "xstate";
+import { immediateResponse, type ProcessingResponse, readHeaders } from "../protocol/ext_proc.ts";
 import { openAIErrorReply } from "../protocol/openai/errors.ts";
+import type { RoutedRequest } from "../protocol/openai/endpoints.ts";
 import { type EnvoyEvent, phaseOf, type StreamEmitted } from "./envoy_events.ts";
 import { REQUEST_ID_HEADER, type routerStreamMachine } from "./router_stream.ts";
-import { BACKEND_METADATA_KEY, BACKEND_METADATA_NAMESPACE, type BackendInfo } from "../control/snapshot.ts";
+import { BACKEND_METADATA_KEY, BACKEND_METADATA_NAMESPACE, BACKEND_REF_METADATA_KEY } from "../control/snapshot.ts";
+import { type AttemptTarget, prepareUpstream, type UpstreamCredentials } from "./prepare_upstream.ts";
 
 export type RouterStreamRef = ActorRefFrom<typeof routerStreamMachine>;
 
 export interface AttemptInput {
   readonly streamId: string;
   readonly findRouter: (requestId: string) => RouterStreamRef | undefined;
+  readonly credentials: UpstreamCredentials;
 }
 
-interface AttemptContext {
-  readonly streamId: string;
-  readonly findRouter: (requestId: string) => RouterStreamRef | undefined;
+interface AttemptContext extends AttemptInput {
   requestId: string | undefined;
   router: RouterStreamRef | undefined;
-  /** The backend Envoy picked for this attempt, from the endpoint metadata; undefined for a plain endpoint. */
+  /** The backend and backendRef Envoy picked for this attempt (endpoint metadata); undefined for a plain one. */
   backendName: string | undefined;
+  refId: string | undefined;
   path: string;
   failure: string | undefined;
-}
-
-/** Reads attributes["envoy.filters.http.ext_proc"]["xds.upstream_host_metadata"].filter_metadata[ns][key]. */
-export function backendFromAttributes(
-  attributes: Readonly<Record<string, Readonly<Record<string, unknown>> | undefined>>,
-): string | undefined {
-  const host = attributes["envoy.filters.http.ext_proc"]?.["xds.upstream_host_metadata"] as
-    | { filter_metadata?: Record<string, Record<string, unknown>> }
-    | undefined;
-  const name = host?.filter_metadata?.[BACKEND_METADATA_NAMESPACE]?.[BACKEND_METADATA_KEY];
-  return typeof name === "string" ? name : undefined;
 }
 
 export interface AttemptOutput {
   readonly outcome: "done" | "failed";
   readonly requestId: string | undefined;
+  readonly backend: string | undefined;
   readonly failure: string | undefined;
 }
 
 type HeadersEvent = Extract<EnvoyEvent, { type: "envoy.requestHeaders" }>;
+type Attributes = HeadersEvent["attributes"];
 
-/** The backend from the snapshot the router stream started with (a config swap mid-request changes nothing). */
-function backendInfo(context: AttemptContext): BackendInfo | undefined {
-  if (context.backendName === undefined || !context.router) return undefined;
-  return context.router.getSnapshot().context.snapshot.backends.get(context.backendName);
+/** attributes["envoy.filters.http.ext_proc"]["xds.upstream_host_metadata"].filter_metadata[ns][key]. */
+export function endpointMetadata(attributes: Attributes, key: string): string | undefined {
+  const host = attributes["envoy.filters.http.ext_proc"]?.["xds.upstream_host_metadata"] as
+    | { filter_metadata?: Record<string, Record<string, unknown>> }
+    | undefined;
+  const value = host?.filter_metadata?.[BACKEND_METADATA_NAMESPACE]?.[key];
+  return typeof value === "string" ? value : undefined;
+}
+
+function internalError(message: string, details: string): ProcessingResponse {
+  return immediateResponse(openAIErrorReply({ status: 500, type: "server_error", message, details }));
 }
 
 export const attemptStreamMachine = setup({
@@ -61,6 +65,11 @@ export const attemptStreamMachine = setup({
     events: {} as EnvoyEvent,
     emitted: {} as StreamEmitted,
     output: {} as AttemptOutput,
+  },
+  actors: {
+    prepare: fromPromise<ProcessingResponse, { target: AttemptTarget; credentials: UpstreamCredentials }>(
+      ({ input, signal }) => prepareUpstream(input.target, input.credentials, signal),
+    ),
   },
   guards: {
     routerFound: ({ context }) => context.router !== undefined,
@@ -73,38 +82,22 @@ export const attemptStreamMachine = setup({
       return {
         requestId,
         router: requestId === undefined ? undefined : context.findRouter(requestId),
-        backendName: backendFromAttributes(e.attributes),
+        backendName: endpointMetadata(e.attributes, BACKEND_METADATA_KEY),
+        refId: endpointMetadata(e.attributes, BACKEND_REF_METADATA_KEY),
         path: headers.get(":path") ?? "/",
       };
     }),
-    notifyRouter: sendTo(({ context }) => context.router!, { type: "attempt.started" as const }),
-    // Pass-through of the body for now: it goes upstream as the client sent it. Translation to the backend's
-    // schema (and CONTINUE_AND_REPLACE with the new body) plugs in here. The backend's credential replaces
-    // whatever the client sent to authenticate with the gateway.
-    replyContinue: emit(({ context }) => {
-      const backend = backendInfo(context);
-      const set: Record<string, string> = {};
-      const remove = [REQUEST_ID_HEADER];
-      if (backend?.auth) {
-        set[backend.auth.header] = backend.auth.value;
-        if (backend.auth.header !== "authorization") remove.push("authorization");
-      }
-      if (backend?.apiPrefix && context.path.startsWith("/v1")) {
-        set[":path"] = backend.apiPrefix + context.path.slice(3);
-      }
-      return {
-        type: "reply" as const,
-        response: continueResponse("requestHeaders", { headerMutation: headerMutation(set, remove) }),
-      };
-    }),
+    notifyRouter: sendTo(({ context }) => context.router!, ({ context }) => ({
+      type: "attempt.started" as const,
+      backend: context.backendName,
+      backendRef: context.refId,
+    })),
     replyNoRouter: emit(({ context }) => ({
       type: "reply" as const,
-      response: immediateResponse(openAIErrorReply({
-        status: 500,
-        type: "server_error",
-        message: "Internal error: the upstream attempt has no matching request",
-        details: context.requestId === undefined ? "tollgate_attempt_without_request_id" : "tollgate_attempt_orphaned",
-      })),
+      response: internalError(
+        "Internal error: the upstream attempt has no matching request",
+        context.requestId === undefined ? "tollgate_attempt_without_request_id" : "tollgate_attempt_orphaned",
+      ),
     })),
     recordNoRouter: assign(({ context }) => ({
       failure: context.requestId === undefined
@@ -113,18 +106,18 @@ export const attemptStreamMachine = setup({
     })),
     recordViolation: assign(({ event }) => ({
       failure: `Protocol violation: received ${phaseOf(event as Exclude<EnvoyEvent, { type: "envoy.closed" }>)} ` +
-        "on an upstream attempt stream before its request headers",
+        "on an upstream attempt stream, which expects only its request headers",
     })),
     emitViolation: emit(({ context }) => ({ type: "violation" as const, message: context.failure ?? "" })),
   },
 }).createMachine({
   id: "attemptStream",
   context: ({ input }) => ({
-    streamId: input.streamId,
-    findRouter: input.findRouter,
+    ...input,
     requestId: undefined,
     router: undefined,
     backendName: undefined,
+    refId: undefined,
     path: "/",
     failure: undefined,
   }),
@@ -141,9 +134,41 @@ export const attemptStreamMachine = setup({
     },
     deciding: {
       always: [
-        { guard: "routerFound", target: "done", actions: ["notifyRouter", "replyContinue"] },
+        { guard: "routerFound", target: "preparing", actions: "notifyRouter" },
         { target: "failed", actions: ["recordNoRouter", "replyNoRouter"] },
       ],
+    },
+    preparing: {
+      invoke: {
+        src: "prepare",
+        input: ({ context }) => ({
+          target: {
+            // The router keeps the request it routed and the snapshot it started with; a config swap mid-request
+            // changes nothing for this request.
+            route: context.router!.getSnapshot().context.route as RoutedRequest,
+            snapshot: context.router!.getSnapshot().context.snapshot,
+            backendName: context.backendName,
+            refId: context.refId,
+            path: context.path,
+          },
+          credentials: context.credentials,
+        }),
+        onDone: {
+          target: "done",
+          actions: emit(({ event }) => ({ type: "reply" as const, response: event.output })),
+        },
+        onError: {
+          target: "failed",
+          actions: [
+            assign(({ event }) => ({ failure: `Cannot prepare the upstream request: ${String(event.error)}` })),
+            emit(() => ({
+              type: "reply" as const,
+              response: internalError("Internal error while preparing the upstream request", "tollgate_prepare_failed"),
+            })),
+          ],
+        },
+      },
+      on: { "envoy.*": { target: "failed", actions: ["recordViolation", "emitViolation"] } },
     },
     done: { type: "final" },
     failed: { type: "final" },
@@ -151,6 +176,7 @@ export const attemptStreamMachine = setup({
   output: ({ context }) => ({
     outcome: context.failure === undefined ? "done" : "failed",
     requestId: context.requestId,
+    backend: context.backendName,
     failure: context.failure,
   }),
 });

@@ -19,8 +19,11 @@ import {
   sendsBody,
   sendsTrailers,
 } from "../protocol/ext_proc.ts";
-import { type OpenAIError, openAIErrorReply } from "../protocol/openai/errors.ts";
+import { clientErrorReply, type OpenAIError } from "../protocol/openai/errors.ts";
+import type { ResponseTranslator } from "../protocol/translators/translator.ts";
+import { responseTranslatorFor, usageMetadata } from "./response_translation.ts";
 import {
+  apiOfPath,
   type Endpoint,
   findEndpoint,
   isEndpoint,
@@ -64,17 +67,29 @@ export interface RouterContext {
   route: RoutedRequest | OpenAIError | undefined;
   attempts: number;
   responseStatus: number | undefined;
+  /** The backend and backendRef of the latest attempt: whoever answers is translated with their schema. */
+  backend: string | undefined;
+  backendRef: string | undefined;
+  /** Per-stream response translator (it keeps its own parse state), made at the response headers. */
+  translator: ResponseTranslator | undefined;
+  /** Headers the translator sets on the client's response. */
+  translatedHeaders: Readonly<Record<string, string>>;
   /** Set when the response headers reply carries a mode_override. */
   modeOverridden: boolean;
   failure: StreamFailure | undefined;
 }
 
 /** Sent by an attempt stream of the same request when Envoy starts an upstream try. */
-export type AttemptEvent = { readonly type: "attempt.started" };
+export type AttemptEvent = {
+  readonly type: "attempt.started";
+  readonly backend: string | undefined;
+  readonly backendRef: string | undefined;
+};
 
 export interface RouterOutput {
   readonly outcome: "done" | "rejected" | "protocol" | "aborted";
   readonly model: string | undefined;
+  readonly backend: string | undefined;
   readonly attempts: number;
   readonly responseStatus: number | undefined;
   readonly failure: StreamFailure | undefined;
@@ -139,7 +154,10 @@ export const routerStreamMachine = setup({
       return { method, path, endpoint: findEndpoint(method, path) };
     }),
     replyRequestError: emit(({ context }) =>
-      reply({ type: "reply", response: immediateResponse(openAIErrorReply(context.endpoint as OpenAIError)) })
+      reply({
+        type: "reply",
+        response: immediateResponse(clientErrorReply(apiOfPath(context.path), context.endpoint as OpenAIError)),
+      })
     ),
     recordRequestFailure: assign(({ context }) => ({ failure: rejectionOf(context.endpoint as OpenAIError) })),
     replyModels: emit(({ context }) =>
@@ -179,7 +197,10 @@ export const routerStreamMachine = setup({
       } satisfies OpenAIError,
     })),
     replyRouteError: emit(({ context }) =>
-      reply({ type: "reply", response: immediateResponse(openAIErrorReply(context.route as OpenAIError)) })
+      reply({
+        type: "reply",
+        response: immediateResponse(clientErrorReply(apiOfPath(context.path), context.route as OpenAIError)),
+      })
     ),
     recordRouteFailure: assign(({ context }) => ({ failure: rejectionOf(context.route as OpenAIError) })),
     continueRequestHeaders: emit(() => reply({ type: "reply", response: continueResponse("requestHeaders") })),
@@ -205,7 +226,8 @@ export const routerStreamMachine = setup({
     overrideModeForStream: assign(({ context, event }) => {
       const route = context.route as RoutedRequest;
       const contentType = readHeaders((event as HeadersEvent).headers).get("content-type") ?? "";
-      const streaming = route.stream || contentType.startsWith("text/event-stream");
+      const streaming = route.stream || contentType.startsWith("text/event-stream") ||
+        contentType.startsWith("application/vnd.amazon.eventstream");
       if (!streaming || context.mode.responseBodyMode !== BodyMode.BUFFERED) return {};
       return { mode: { ...context.mode, responseBodyMode: BodyMode.STREAMED }, modeOverridden: true };
     }),
@@ -221,14 +243,44 @@ export const routerStreamMachine = setup({
       });
       return reply({ type: "reply", response });
     }),
-    countAttempt: assign(({ context }) => ({ attempts: context.attempts + 1 })),
-    recordResponseHeaders: assign(({ event }) => {
-      const status = Number(readHeaders((event as HeadersEvent).headers).get(":status"));
-      return { responseStatus: Number.isInteger(status) ? status : undefined };
+    countAttempt: assign(({ context, event }) => {
+      const e = event as AttemptEvent;
+      return { attempts: context.attempts + 1, backend: e.backend, backendRef: e.backendRef };
+    }),
+    recordResponseHeaders: assign(({ context, event }) => {
+      const headers = readHeaders((event as HeadersEvent).headers);
+      const status = Number(headers.get(":status"));
+      const responseStatus = Number.isInteger(status) ? status : undefined;
+      const translator = responseTranslatorFor(
+        context.route as RoutedRequest,
+        context.snapshot,
+        context.backend,
+        context.backendRef,
+      );
+      const translatedHeaders = translator?.headers(responseStatus ?? 200, headers) ?? {};
+      return { responseStatus, translator, translatedHeaders };
     }),
     continueResponseHeaders: emit(({ context }) => {
-      const response = continueResponse("responseHeaders");
+      // The body may change size chunk by chunk: the length is Envoy's to recompute, not the upstream's.
+      const response = continueResponse("responseHeaders", {
+        headerMutation: headerMutation(context.translatedHeaders, context.translator ? ["content-length"] : []),
+      });
       if (context.modeOverridden) response.modeOverride = context.mode;
+      return reply({ type: "reply", response });
+    }),
+    replyResponseChunk: emit(({ context, event }) => {
+      const { body, endOfStream } = (event as BodyEvent).body;
+      const t = context.translator;
+      const out = t ? t.body(body, endOfStream) : body;
+      const response = continueResponse("responseBody", out === body ? {} : { body: out });
+      if (endOfStream && t) {
+        const route = context.route as RoutedRequest;
+        response.dynamicMetadata = usageMetadata(t.usage, {
+          model: route.model,
+          responseModel: t.responseModel,
+          backend: context.backend,
+        });
+      }
       return reply({ type: "reply", response });
     }),
     continueResponseTrailers: emit(() => reply({ type: "reply", response: continueResponse("responseTrailers") })),
@@ -264,6 +316,10 @@ export const routerStreamMachine = setup({
     route: undefined,
     attempts: 0,
     responseStatus: undefined,
+    backend: undefined,
+    backendRef: undefined,
+    translator: undefined,
+    translatedHeaders: {},
     modeOverridden: false,
     failure: undefined,
   }),
@@ -310,8 +366,8 @@ export const routerStreamMachine = setup({
         },
         // With response headers in SKIP mode the body is the first thing we see of the response.
         "envoy.responseBody": [
-          { guard: "lastResponseChunk", target: "done", actions: "continueBodyChunk" },
-          { target: "responseBody", actions: "continueBodyChunk" },
+          { guard: "lastResponseChunk", target: "done", actions: "replyResponseChunk" },
+          { target: "responseBody", actions: "replyResponseChunk" },
         ],
       },
     },
@@ -325,8 +381,8 @@ export const routerStreamMachine = setup({
       on: {
         "attempt.started": { actions: "countAttempt" },
         "envoy.responseBody": [
-          { guard: "lastResponseChunk", target: "done", actions: "continueBodyChunk" },
-          { actions: "continueBodyChunk" },
+          { guard: "lastResponseChunk", target: "done", actions: "replyResponseChunk" },
+          { actions: "replyResponseChunk" },
         ],
         "envoy.responseTrailers": { target: "done", actions: "continueResponseTrailers" },
       },
@@ -337,6 +393,7 @@ export const routerStreamMachine = setup({
   output: ({ context }) => ({
     outcome: context.failure?.kind ?? "done",
     model: context.route && !isOpenAIError(context.route) ? context.route.model : undefined,
+    backend: context.backend,
     attempts: context.attempts,
     responseStatus: context.responseStatus,
     failure: context.failure,

@@ -257,8 +257,8 @@ Deno.test("routerStreamMachine counts the upstream attempts of its request", () 
   const s = start();
   s.send(reqHeaders());
   s.send(reqBody(chat()));
-  s.actor.send({ type: "attempt.started" });
-  s.actor.send({ type: "attempt.started" });
+  s.actor.send({ type: "attempt.started", backend: undefined, backendRef: undefined });
+  s.actor.send({ type: "attempt.started", backend: undefined, backendRef: undefined });
   s.send(respHeaders(true));
   assertEquals(s.actor.getSnapshot().output?.attempts, 2);
 });

@@ -43,7 +43,7 @@ export function providersFromEnv(env: Readonly<Record<string, string | undefined
     providers.push({
       name: "default/openai",
       endpoint: { host: base.hostname, port: Number(base.port) || (tls ? 443 : 80), tls },
-      auth: { header: "authorization", value: `Bearer ${key}` },
+      auth: { kind: "header", header: "authorization", value: `Bearer ${key}` },
       ...(apiPrefix ? { apiPrefix } : {}),
     });
     notes.push(`OpenAI-compatible provider at ${base.origin}${basePath} (from OPENAI_API_KEY / OPENAI_BASE_URL)`);
@@ -122,8 +122,9 @@ export function buildRunTopology(
       models: models.map((m) => modelInfo(m)),
       backends: providers.map((p) => ({
         name: p.name,
+        schema: { name: "OpenAI" as const, ...(p.apiPrefix ? { prefix: p.apiPrefix } : {}) },
+        host: p.endpoint.host,
         ...(p.auth ? { auth: p.auth } : {}),
-        ...(p.apiPrefix ? { apiPrefix: p.apiPrefix } : {}),
       })),
       acceptsAnyModel: providers.some((p) => !p.models),
     }),

@@ -33,9 +33,9 @@ export type GatewayConfig =
 
 /** The credential header each API-key policy type puts on the upstream request. */
 const API_KEY_HEADERS: Record<"APIKey" | "AzureAPIKey" | "AnthropicAPIKey", (key: string) => BackendInfo["auth"]> = {
-  APIKey: (key) => ({ header: "authorization", value: `Bearer ${key}` }),
-  AzureAPIKey: (key) => ({ header: "api-key", value: key }),
-  AnthropicAPIKey: (key) => ({ header: "x-api-key", value: key }),
+  APIKey: (key) => ({ kind: "header", header: "authorization", value: `Bearer ${key}` }),
+  AzureAPIKey: (key) => ({ kind: "header", header: "api-key", value: key }),
+  AnthropicAPIKey: (key) => ({ kind: "header", header: "x-api-key", value: key }),
 };
 
 export async function loadGatewayConfig(paths: readonly string[], o: GatewayConfigOptions): Promise<GatewayConfig> {
@@ -52,6 +52,7 @@ export async function loadGatewayConfig(paths: readonly string[], o: GatewayConf
   });
   if (!compiled.ok) return { ok: false, errors: compiled.errors };
   const notes: string[] = [];
+  tokenEnv = o.env ?? {};
   const secrets = new Map(
     loaded.resources.filter((r) => r.kind === "Secret").map((r) => [`${r.metadata.namespace}/${r.metadata.name}`, r]),
   );
@@ -79,7 +80,21 @@ export async function loadGatewayConfig(paths: readonly string[], o: GatewayConf
     const { rateLimit: _dropped, ...rest } = edge;
     edge = rest;
   }
-  const snapshot = buildSnapshot(o.revision ?? 1, { models: compiled.models, backends });
+  const backendRefs = compiled.backends.flatMap((b) =>
+    b.refs.map((r) => ({
+      id: r.id,
+      backend: b.name,
+      ...(r.modelNameOverride ? { modelNameOverride: r.modelNameOverride } : {}),
+      ...(r.headerMutation ? { headerMutation: r.headerMutation } : {}),
+      ...(r.bodyMutation ? { bodyMutation: r.bodyMutation } : {}),
+    }))
+  );
+  const snapshot = buildSnapshot(o.revision ?? 1, {
+    models: compiled.models,
+    backends,
+    backendRefs,
+    forceStreamUsage: compiled.llmRequestCosts.length > 0,
+  });
   return { ok: true, edge, snapshot, compiled, notes };
 }
 
@@ -89,28 +104,99 @@ function backendInfo(
   notes: string[],
   errors: ResourceError[],
 ): BackendInfo | undefined {
-  if (b.schema.name !== "OpenAI") {
-    notes.push(`Backend ${b.name} uses schema ${b.schema.name}: its translator lands with issue #4; not routable yet`);
-  }
-  const prefix = b.schema.prefix && b.schema.prefix !== "/v1" ? { apiPrefix: b.schema.prefix } : {};
-  if (!b.auth) return { name: b.name, ...prefix };
-  if (b.auth.type === "APIKey" || b.auth.type === "AzureAPIKey" || b.auth.type === "AnthropicAPIKey") {
-    const value = secret(b.auth.secret);
-    if (value === undefined) {
-      errors.push({
-        file: "(resolved at load)",
-        path: `${b.auth.secret.namespace}/${b.auth.secret.name}`,
-        message:
-          `Secret ${b.auth.secret.namespace}/${b.auth.secret.name} has no key "${b.auth.secret.key}" for ${b.auth.policy}`,
-      });
-      return undefined;
+  const base = {
+    name: b.name,
+    schema: b.schema,
+    ...(b.endpoints[0] ? { host: b.endpoints[0].host } : {}),
+    ...(b.headerMutation ? { headerMutation: b.headerMutation } : {}),
+    ...(b.bodyMutation ? { bodyMutation: b.bodyMutation } : {}),
+  };
+  if (!b.auth) return base;
+  const missing = (ref: SecretReference, policy: string) => {
+    errors.push({
+      file: "(resolved at load)",
+      path: `${ref.namespace}/${ref.name}`,
+      message: `Secret ${ref.namespace}/${ref.name} has no key "${ref.key}" for ${policy}`,
+    });
+    return undefined;
+  };
+  switch (b.auth.type) {
+    case "APIKey":
+    case "AzureAPIKey":
+    case "AnthropicAPIKey": {
+      const value = secret(b.auth.secret);
+      if (value === undefined) return missing(b.auth.secret, b.auth.policy);
+      return { ...base, auth: API_KEY_HEADERS[b.auth.type](value.trim())! };
     }
-    return { name: b.name, auth: API_KEY_HEADERS[b.auth.type](value.trim())!, ...prefix };
+    case "AWSCredentials": {
+      const file = b.auth.credentialsFile;
+      if (!file) {
+        notes.push(`Backend ${b.name}: AWS credentials by OIDC exchange are not supported yet; sent unsigned`);
+        return { ...base, location: { region: b.auth.region } };
+      }
+      const text = secret(file.secret);
+      if (text === undefined) return missing(file.secret, b.auth.policy);
+      const credentials = awsCredentialsFromFile(text, file.profile);
+      if (typeof credentials === "string") {
+        errors.push({ file: "(resolved at load)", path: `${file.secret.namespace}/${file.secret.name}`, message: credentials });
+        return undefined;
+      }
+      return { ...base, location: { region: b.auth.region }, auth: { kind: "aws", region: b.auth.region, credentials } };
+    }
+    case "GCPCredentials": {
+      const location = {
+        ...(b.auth.projectName ? { project: b.auth.projectName } : {}),
+        ...(b.auth.region ? { region: b.auth.region } : {}),
+      };
+      const tokenFile = tokenFileFor(b.name);
+      if (tokenFile) return { ...base, location, auth: { kind: "bearerFile", path: tokenFile } };
+      notes.push(`Backend ${b.name}: set ${tokenFileEnv(b.name)} to a rotated GCP access-token file; sent without credentials`);
+      return { ...base, location };
+    }
+    case "AzureCredentials": {
+      const tokenFile = tokenFileFor(b.name);
+      if (tokenFile) return { ...base, auth: { kind: "bearerFile", path: tokenFile } };
+      notes.push(`Backend ${b.name}: set ${tokenFileEnv(b.name)} to a rotated Azure access-token file; sent without credentials`);
+      return base;
+    }
   }
-  notes.push(
-    `Backend ${b.name} uses ${b.auth.type} credentials: signing lands with issue #4; sent without credentials`,
-  );
-  return { name: b.name, ...prefix };
+}
+
+/** Bearer tokens for GCP and Azure come from a file a token refresher rotates, named per backend by the
+ * environment: TOLLGATE_TOKEN_FILE_<NAMESPACE>_<NAME> (upper case, non-alphanumerics as _). */
+export function tokenFileEnv(backend: string): string {
+  return `TOLLGATE_TOKEN_FILE_${backend.toUpperCase().replace(/[^A-Z0-9]/g, "_")}`;
+}
+
+let tokenEnv: Readonly<Record<string, string | undefined>> = {};
+function tokenFileFor(backend: string): string | undefined {
+  return tokenEnv[tokenFileEnv(backend)];
+}
+
+/** An AWS shared credentials file (the Secret's "credentials" key) → the keys of one profile, or why not. */
+function awsCredentialsFromFile(text: string, profile: string) {
+  let section = "";
+  const values: Record<string, Record<string, string>> = {};
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#") || line.startsWith(";")) continue;
+    const header = /^\[(?:profile\s+)?([^\]]+)\]$/.exec(line);
+    if (header) {
+      section = header[1]!.trim();
+      continue;
+    }
+    const eq = line.indexOf("=");
+    if (eq > 0) (values[section] ??= {})[line.slice(0, eq).trim()] = line.slice(eq + 1).trim();
+  }
+  const p = values[profile];
+  if (!p?.aws_access_key_id || !p.aws_secret_access_key) {
+    return `The AWS credentials file has no profile "${profile}" with aws_access_key_id and aws_secret_access_key`;
+  }
+  return {
+    accessKeyId: p.aws_access_key_id,
+    secretAccessKey: p.aws_secret_access_key,
+    ...(p.aws_session_token ? { sessionToken: p.aws_session_token } : {}),
+  };
 }
 
 export function formatErrors(errors: readonly ResourceError[]): string {

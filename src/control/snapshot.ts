@@ -1,6 +1,7 @@
 // The compiled configuration a sidecar runs with. Immutable once built: a stream keeps the snapshot it started
 // with, and a new one replaces the reference atomically. The full compiler (routes, backends, costs) comes with
 // the control-plane issue; today a snapshot carries what the stream actors need.
+import type { BackendLocation, BackendSchema } from "../protocol/translators/translator.ts";
 
 export interface ModelInfo {
   readonly id: string;
@@ -9,20 +10,60 @@ export interface ModelInfo {
   readonly created: number;
 }
 
-/** Where an upstream attempt goes and how it authenticates; the attempt stream applies it. */
+/** Where an upstream attempt goes, in which schema, and how it authenticates; the attempt stream applies it. */
 export interface BackendInfo {
   /** "namespace/name", as carried in the endpoint metadata Envoy sends with each attempt. */
   readonly name: string;
-  /** Upstream credential header, resolved by this sidecar from its own secrets; never logged, never on NATS. */
-  readonly auth?: { readonly header: string; readonly value: string };
-  /** Replaces the leading "/v1" of the client's path, e.g. "/openai/v1" for https://api.groq.com/openai/v1
-   * (the schema prefix of an AIServiceBackend). */
-  readonly apiPrefix?: string;
+  readonly schema: BackendSchema;
+  /** GCP project and region (Vertex AI paths), AWS region. */
+  readonly location?: BackendLocation;
+  /** Resolved by this sidecar from its own secrets; never logged, never on NATS. */
+  readonly auth?: BackendAuth;
+  /** The upstream host name, which SigV4 signs. */
+  readonly host?: string;
+  readonly headerMutation?: HeaderMutationSpec;
+  readonly bodyMutation?: BodyMutationSpec;
+}
+
+export type BackendAuth =
+  | { readonly kind: "header"; readonly header: string; readonly value: string }
+  | {
+    readonly kind: "aws";
+    readonly region: string;
+    readonly credentials: {
+      readonly accessKeyId: string;
+      readonly secretAccessKey: string;
+      readonly sessionToken?: string;
+    };
+  }
+  /** A bearer token in a file that something else rotates (GCP and Azure workload identity). */
+  | { readonly kind: "bearerFile"; readonly path: string };
+
+export interface HeaderMutationSpec {
+  readonly set: readonly { readonly name: string; readonly value: string }[];
+  readonly remove: readonly string[];
+}
+
+/** Top-level fields of the upstream JSON body; `value` is JSON text (a bare word is taken as a string). */
+export interface BodyMutationSpec {
+  readonly set: readonly { readonly path: string; readonly value: string }[];
+  readonly remove: readonly string[];
+}
+
+/** One backendRef of one route rule: the identity Envoy sends with each attempt (per_route_rule_backend_name). */
+export interface BackendRefInfo {
+  readonly id: string;
+  readonly backend: string;
+  readonly modelNameOverride?: string;
+  readonly headerMutation?: HeaderMutationSpec;
+  readonly bodyMutation?: BodyMutationSpec;
 }
 
 /** Endpoint metadata namespace and key naming the backend of an endpoint (xds.upstream_host_metadata). */
 export const BACKEND_METADATA_NAMESPACE = "aigateway.envoy.io";
 export const BACKEND_METADATA_KEY = "backend";
+/** The key naming the backendRef (Envoy AI Gateway's per_route_rule_backend_name). */
+export const BACKEND_REF_METADATA_KEY = "per_route_rule_backend_name";
 
 export interface GatewaySnapshot {
   /** Monotonic revision; 0 is the embedded default. */
@@ -33,11 +74,16 @@ export interface GatewaySnapshot {
   /** A catch-all route exists, so a model missing from the list is routed rather than refused. */
   readonly acceptsAnyModel: boolean;
   readonly backends: ReadonlyMap<string, BackendInfo>;
+  readonly backendRefs: ReadonlyMap<string, BackendRefInfo>;
+  /** Costs are configured: streamed chats must report usage (see TranslateRequest.forceStreamUsage). */
+  readonly forceStreamUsage: boolean;
 }
 
 export interface SnapshotParts {
   readonly models: readonly ModelInfo[];
   readonly backends?: readonly BackendInfo[];
+  readonly backendRefs?: readonly BackendRefInfo[];
+  readonly forceStreamUsage?: boolean;
   readonly acceptsAnyModel?: boolean;
 }
 
@@ -49,6 +95,8 @@ export function buildSnapshot(revision: number, parts: SnapshotParts): GatewaySn
     modelIds: new Set(models.map((m) => m.id)),
     acceptsAnyModel: parts.acceptsAnyModel ?? false,
     backends: new Map((parts.backends ?? []).map((b) => [b.name, Object.freeze({ ...b })])),
+    backendRefs: new Map((parts.backendRefs ?? []).map((r) => [r.id, Object.freeze({ ...r })])),
+    forceStreamUsage: parts.forceStreamUsage ?? false,
   });
 }
 

@@ -7,6 +7,7 @@ import { ExternalProcessorService } from "../protocol/gen/envoy/service/ext_proc
 import { type ProcessingMode, ROLE_METADATA, routerProcessingMode } from "../protocol/ext_proc.ts";
 import { type RouterInput, routerStreamMachine } from "../actors/router_stream.ts";
 import { type AttemptInput, attemptStreamMachine, type RouterStreamRef } from "../actors/attempt_stream.ts";
+import type { UpstreamCredentials } from "../actors/prepare_upstream.ts";
 import type { GatewaySnapshot } from "../control/snapshot.ts";
 import { type Clock, systemClock } from "../observability/clock.ts";
 import { ExtProcMetrics } from "../observability/extproc_metrics.ts";
@@ -27,6 +28,20 @@ export interface ExtProcServerOptions {
   readonly clock?: Clock;
   readonly routerMode?: ProcessingMode;
   readonly maxBodyBytes?: number;
+  /** How attempts read rotated tokens and tell the time for signatures; the default reads files. */
+  readonly credentials?: UpstreamCredentials;
+}
+
+/** Reads a rotated bearer token file on every use, so a rotation is picked up at once. */
+export function fileCredentials(): UpstreamCredentials {
+  return {
+    async bearerFromFile(path) {
+      const token = (await Deno.readTextFile(path)).trim();
+      if (!token) throw new Error(`The token file ${path} is empty`);
+      return `Bearer ${token}`;
+    },
+    now: () => new Date(),
+  };
 }
 
 export class ExtProcServer {
@@ -37,6 +52,7 @@ export class ExtProcServer {
   readonly #routers = new Map<string, RouterStreamRef>();
   readonly metrics: ExtProcMetrics;
   #open = 0;
+  readonly #credentials: UpstreamCredentials;
   #bound: ListenAddress | undefined;
   #draining = false;
   #idle: (() => void) | undefined;
@@ -45,6 +61,7 @@ export class ExtProcServer {
     this.#o = o;
     this.#clock = o.clock ?? systemClock;
     this.metrics = new ExtProcMetrics(o.registry);
+    this.#credentials = o.credentials ?? fileCredentials();
     // Envoy keeps one HTTP/2 connection open per sidecar and multiplexes every stream on it.
     this.#server = new grpc.Server({
       "grpc.max_concurrent_streams": 100_000,
@@ -149,7 +166,11 @@ export class ExtProcServer {
       const actor = hostStream(call, role, streamId, routerStreamMachine, input, deps);
       if (!call.cancelled && actor.getSnapshot().status === "active") this.#routers.set(streamId, actor);
     } else {
-      const input: AttemptInput = { streamId, findRouter: (id) => this.#routers.get(id) };
+      const input: AttemptInput = {
+        streamId,
+        findRouter: (id) => this.#routers.get(id),
+        credentials: this.#credentials,
+      };
       hostStream(call, role, streamId, attemptStreamMachine, input, deps);
     }
   }

@@ -3,10 +3,12 @@
 import type { GatewaySnapshot } from "../../control/snapshot.ts";
 import type { OpenAIError } from "./errors.ts";
 
-export type EndpointKind = "chatCompletions" | "completions" | "embeddings" | "models";
+export type EndpointKind = "chatCompletions" | "completions" | "embeddings" | "messages" | "models";
 
 export interface Endpoint {
   readonly kind: EndpointKind;
+  /** Whose API this is, and so whose error format the client expects. */
+  readonly api: "openai" | "anthropic";
   readonly path: string;
   readonly method: "GET" | "POST";
   /** Whether the body carries `model`, so routing waits for it. */
@@ -14,11 +16,17 @@ export interface Endpoint {
 }
 
 const ENDPOINTS: readonly Endpoint[] = [
-  { kind: "chatCompletions", path: "/v1/chat/completions", method: "POST", routedByBody: true },
-  { kind: "completions", path: "/v1/completions", method: "POST", routedByBody: true },
-  { kind: "embeddings", path: "/v1/embeddings", method: "POST", routedByBody: true },
-  { kind: "models", path: "/v1/models", method: "GET", routedByBody: false },
+  { kind: "chatCompletions", api: "openai", path: "/v1/chat/completions", method: "POST", routedByBody: true },
+  { kind: "completions", api: "openai", path: "/v1/completions", method: "POST", routedByBody: true },
+  { kind: "embeddings", api: "openai", path: "/v1/embeddings", method: "POST", routedByBody: true },
+  { kind: "models", api: "openai", path: "/v1/models", method: "GET", routedByBody: false },
+  { kind: "messages", api: "anthropic", path: "/anthropic/v1/messages", method: "POST", routedByBody: true },
 ];
+
+/** The API a path belongs to, for answering errors in the right format even on unknown paths. */
+export function apiOfPath(path: string): "openai" | "anthropic" {
+  return pathOnly(path).startsWith("/anthropic/") ? "anthropic" : "openai";
+}
 const BY_PATH = new Map(ENDPOINTS.map((e) => [e.path, e]));
 
 /** Path without its query string. */
@@ -58,7 +66,8 @@ export function isEndpoint(e: Endpoint | OpenAIError): e is Endpoint {
 
 /** What the router learned from a request body: enough to route it and to account for it later. */
 export interface RoutedRequest {
-  readonly endpoint: EndpointKind;
+  readonly endpoint: Exclude<EndpointKind, "models">;
+  readonly api: "openai" | "anthropic";
   readonly model: string;
   readonly stream: boolean;
   /** The body exactly as the client sent it; attempts translate from this, so retries start from the same bytes. */
@@ -109,7 +118,7 @@ export function routeRequestBody(
   if (body.stream !== undefined && typeof body.stream !== "boolean") {
     return malformed("'stream' must be a boolean", "stream");
   }
-  if (endpoint.kind === "chatCompletions" && !Array.isArray(body.messages)) {
+  if ((endpoint.kind === "chatCompletions" || endpoint.kind === "messages") && !Array.isArray(body.messages)) {
     return malformed("'messages' is required and must be an array", "messages");
   }
   if (!snapshot.acceptsAnyModel && !snapshot.modelIds.has(model)) {
@@ -122,7 +131,8 @@ export function routeRequestBody(
       details: "tollgate_unknown_model",
     };
   }
-  return { endpoint: endpoint.kind, model, stream: body.stream === true, rawBody, body };
+  const kind = endpoint.kind as RoutedRequest["endpoint"];
+  return { endpoint: kind, api: endpoint.api, model, stream: body.stream === true, rawBody, body };
 }
 
 /** GET /v1/models, answered locally in OpenAI's list format. */

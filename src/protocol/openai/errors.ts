@@ -32,3 +32,28 @@ export function openAIErrorReply(e: OpenAIError): ImmediateReply {
     ...(e.headers ? { headers: e.headers } : {}),
   };
 }
+
+/** The same error for an Anthropic-compatible client: {"type":"error","error":{"type","message"}}. */
+export function anthropicErrorBody(e: OpenAIError): string {
+  const type = e.status === 429
+    ? "rate_limit_error"
+    : e.status === 404
+    ? "not_found_error"
+    : e.status === 413
+    ? "request_too_large"
+    : e.status >= 500
+    ? "api_error"
+    : "invalid_request_error";
+  return JSON.stringify({ type: "error", error: { type, message: e.message } });
+}
+
+/** An error in the format of the client's API. */
+export function clientErrorReply(api: "openai" | "anthropic", e: OpenAIError): ImmediateReply {
+  if (api === "openai") return openAIErrorReply(e);
+  return {
+    status: e.status,
+    body: anthropicErrorBody(e),
+    details: e.details,
+    ...(e.headers ? { headers: e.headers } : {}),
+  };
+}

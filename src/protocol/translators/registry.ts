@@ -1,0 +1,28 @@
+// Which translator serves a client API and endpoint against a backend schema. A pair missing here is a request
+// the backend cannot take (the attempt answers 422, saying which pair).
+import type { BackendSchemaName, ClientApi, ClientEndpoint, Translator } from "./translator.ts";
+import { openaiOpenAI } from "./openai_openai.ts";
+import { openaiAzureOpenAI } from "./openai_azureopenai.ts";
+
+type Key = `${ClientApi}/${ClientEndpoint}/${BackendSchemaName}`;
+
+const TABLE: Partial<Record<Key, Translator>> = {
+  "openai/chatCompletions/OpenAI": openaiOpenAI,
+  "openai/completions/OpenAI": openaiOpenAI,
+  "openai/embeddings/OpenAI": openaiOpenAI,
+  "openai/chatCompletions/AzureOpenAI": openaiAzureOpenAI,
+  "openai/completions/AzureOpenAI": openaiAzureOpenAI,
+  "openai/embeddings/AzureOpenAI": openaiAzureOpenAI,
+};
+
+export function translatorFor(
+  api: ClientApi,
+  endpoint: ClientEndpoint,
+  schema: BackendSchemaName,
+): Translator | undefined {
+  return TABLE[`${api}/${endpoint}/${schema}`];
+}
+
+export function clientApiOf(endpoint: ClientEndpoint): ClientApi {
+  return endpoint === "messages" ? "anthropic" : "openai";
+}
