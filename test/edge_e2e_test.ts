@@ -38,6 +38,9 @@ Deno.test("a non-streaming chat goes through the edge to the provider and back",
     1,
     "route-gpt-4o-mini",
   ]);
+  // Usage the provider reported, read by the router stream and carried in dynamic metadata.
+  assertEquals(log.usage, { input_tokens: 5, output_tokens: 2, total_tokens: 7 });
+  assertEquals(log.response_model, "gpt-4o-mini");
   assertEquals([gw.extproc.openStreams, gw.edge.activeRequests], [0, 0]);
 });
 

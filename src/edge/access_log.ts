@@ -15,6 +15,8 @@ export interface AccessLogEntry {
   readonly request_id: string | null;
   readonly route: string | null;
   readonly model: string | null;
+  /** The model the provider says answered. */
+  readonly response_model: string | null;
   readonly backend: string | null;
   readonly upstream_host: string | null;
   readonly attempts: number;
@@ -25,9 +27,20 @@ export interface AccessLogEntry {
 
 export type AccessLogSink = (entry: AccessLogEntry) => void;
 
+/** Keys of the namespace that describe the request rather than count tokens or costs. */
+const NOT_USAGE = new Set(["content_length", "model", "response_model", "backend"]);
+
+/** Token counts and costs from the namespace (the processor's own keys plus each llmRequestCosts metadataKey). */
 export function usageFromMetadata(md: DynamicMetadata): Record<string, unknown> | null {
   const ns = md.get(AI_GATEWAY_NAMESPACE);
-  return ns && Object.keys(ns).length > 0 ? { ...ns } : null;
+  if (!ns) return null;
+  const usage = Object.fromEntries(Object.entries(ns).filter(([k]) => !NOT_USAGE.has(k)));
+  return Object.keys(usage).length > 0 ? usage : null;
+}
+
+export function responseModelFromMetadata(md: DynamicMetadata): string | null {
+  const v = md.get(AI_GATEWAY_NAMESPACE)?.response_model;
+  return typeof v === "string" ? v : null;
 }
 
 /** "stdout" or a file path; lines are appended. */

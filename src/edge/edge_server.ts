@@ -4,7 +4,7 @@
 // through ext_proc, and on stream done the ratelimit apply_on_stream_done call and the access log line.
 import type { Clock } from "../observability/clock.ts";
 import type { Logger } from "../observability/logger.ts";
-import { type AccessLogSink, usageFromMetadata } from "./access_log.ts";
+import { type AccessLogSink, responseModelFromMetadata, usageFromMetadata } from "./access_log.ts";
 import type { EdgeConfig, RouteConfig } from "./config.ts";
 import type { DynamicMetadata } from "./dynamic_metadata.ts";
 import { ExtProcChannel, ExtProcFilterStream, type LocalReply } from "./ext_proc_filter.ts";
@@ -284,6 +284,7 @@ export class EdgeServer {
       request_id: headers.get("x-request-id") ?? null,
       route: record.route?.name ?? null,
       model: headers.get("x-ai-eg-model") ?? null,
+      response_model: responseModelFromMetadata(metadata),
       backend: record.backend,
       upstream_host: record.upstreamHost,
       attempts: record.attempts,

@@ -3,7 +3,7 @@
 import OpenAI from "openai";
 import { Registry } from "prom-client";
 import { ExtProcServer } from "../../src/extproc/server.ts";
-import { defaultSnapshot } from "../../src/control/snapshot.ts";
+import { buildSnapshot, modelInfo } from "../../src/control/snapshot.ts";
 import { silentLogger } from "../../src/observability/logger.ts";
 import { systemClock } from "../../src/observability/clock.ts";
 import type {
@@ -65,7 +65,15 @@ export const FALLBACK_RETRY: RetryPolicy = {
 export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const dir = await Deno.makeTempDir({ prefix: "tollgate-gw-" });
   const socketPath = `${dir}/extproc.sock`;
-  const snapshot = defaultSnapshot(o.routes.map((r) => r.model));
+  // Every fake upstream is an OpenAI-compatible backend named default/<upstream>.
+  const snapshot = buildSnapshot(1, {
+    models: o.routes.map((r) => modelInfo(r.model)),
+    backends: Object.keys(o.upstreams).map((name) => ({
+      name: `default/${name}`,
+      schema: { name: "OpenAI" as const },
+      host: "127.0.0.1",
+    })),
+  });
   const extproc = new ExtProcServer({
     listen: { kind: "unix", path: socketPath },
     snapshot: () => snapshot,
