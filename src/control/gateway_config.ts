@@ -52,7 +52,6 @@ export async function loadGatewayConfig(paths: readonly string[], o: GatewayConf
   });
   if (!compiled.ok) return { ok: false, errors: compiled.errors };
   const notes: string[] = [];
-  tokenEnv = o.env ?? {};
   const secrets = new Map(
     loaded.resources.filter((r) => r.kind === "Secret").map((r) => [`${r.metadata.namespace}/${r.metadata.name}`, r]),
   );
@@ -100,6 +99,7 @@ export async function loadGatewayConfig(paths: readonly string[], o: GatewayConf
 
 function backendInfo(
   b: CompiledBackend,
+  env: Readonly<Record<string, string | undefined>>,
   secret: (ref: SecretReference) => string | undefined,
   notes: string[],
   errors: ResourceError[],
@@ -138,25 +138,37 @@ function backendInfo(
       if (text === undefined) return missing(file.secret, b.auth.policy);
       const credentials = awsCredentialsFromFile(text, file.profile);
       if (typeof credentials === "string") {
-        errors.push({ file: "(resolved at load)", path: `${file.secret.namespace}/${file.secret.name}`, message: credentials });
+        errors.push({
+          file: "(resolved at load)",
+          path: `${file.secret.namespace}/${file.secret.name}`,
+          message: credentials,
+        });
         return undefined;
       }
-      return { ...base, location: { region: b.auth.region }, auth: { kind: "aws", region: b.auth.region, credentials } };
+      return {
+        ...base,
+        location: { region: b.auth.region },
+        auth: { kind: "aws", region: b.auth.region, credentials },
+      };
     }
     case "GCPCredentials": {
       const location = {
         ...(b.auth.projectName ? { project: b.auth.projectName } : {}),
         ...(b.auth.region ? { region: b.auth.region } : {}),
       };
-      const tokenFile = tokenFileFor(b.name);
+      const tokenFile = env[tokenFileEnv(b.name)];
       if (tokenFile) return { ...base, location, auth: { kind: "bearerFile", path: tokenFile } };
-      notes.push(`Backend ${b.name}: set ${tokenFileEnv(b.name)} to a rotated GCP access-token file; sent without credentials`);
+      notes.push(
+        `Backend ${b.name}: set ${tokenFileEnv(b.name)} to a rotated GCP access-token file; sent without credentials`,
+      );
       return { ...base, location };
     }
     case "AzureCredentials": {
-      const tokenFile = tokenFileFor(b.name);
+      const tokenFile = env[tokenFileEnv(b.name)];
       if (tokenFile) return { ...base, auth: { kind: "bearerFile", path: tokenFile } };
-      notes.push(`Backend ${b.name}: set ${tokenFileEnv(b.name)} to a rotated Azure access-token file; sent without credentials`);
+      notes.push(
+        `Backend ${b.name}: set ${tokenFileEnv(b.name)} to a rotated Azure access-token file; sent without credentials`,
+      );
       return base;
     }
   }
@@ -168,10 +180,6 @@ export function tokenFileEnv(backend: string): string {
   return `TOLLGATE_TOKEN_FILE_${backend.toUpperCase().replace(/[^A-Z0-9]/g, "_")}`;
 }
 
-let tokenEnv: Readonly<Record<string, string | undefined>> = {};
-function tokenFileFor(backend: string): string | undefined {
-  return tokenEnv[tokenFileEnv(backend)];
-}
 
 /** An AWS shared credentials file (the Secret's "credentials" key) → the keys of one profile, or why not. */
 function awsCredentialsFromFile(text: string, profile: string) {
