@@ -60,6 +60,7 @@ export async function loadGatewayConfig(paths: readonly string[], o: GatewayConf
   for (const b of compiled.backends) {
     const info = backendInfo(
       b,
+      o.env ?? {},
       (ref) => {
         const secret = secrets.get(`${ref.namespace}/${ref.name}`);
         return secret ? secretValue(secret as Parameters<typeof secretValue>[0], ref.key) : undefined;
