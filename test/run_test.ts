@@ -94,8 +94,8 @@ Deno.test("tollgate run CONFIG serves Envoy AI Gateway resources: provider fallb
   assertEquals(res.choices[0]!.message.content, "from secondary");
   assertEquals([primary.seen.length, secondary.seen.length], [1, 1]);
   assertEquals(secondary.seen[0]!.headers.get("authorization"), "Bearer sk-secondary-from-env");
-  // The primary has no credential configured, so the client's own Authorization passes through untouched.
-  assertEquals(primary.seen[0]!.headers.get("authorization"), "Bearer client-key");
+  // The primary has no credential configured, and the client's key was for the gateway: it never reaches a provider.
+  assertEquals(primary.seen[0]!.headers.get("authorization"), null);
   assertEquals(primary.seen[0]!.headers.get("x-ai-eg-model"), "gpt-4o-mini");
   const models = [];
   for await (const m of openai.models.list()) models.push(m.id);

@@ -133,7 +133,7 @@ Deno.test("attemptStreamMachine translates for the chosen backend: Azure path, m
     ":path": "/openai/deployments/my-deployment/chat/completions?api-version=2025-01-01-preview",
     "api-key": "secret-1",
   });
-  assertEquals(m.remove, ["x-tollgate-request-id", "authorization"]);
+  assertEquals(m.remove, ["x-tollgate-request-id", "authorization", "x-api-key"]);
   assertEquals(JSON.parse(m.body!), { model: "my-deployment", messages: [], temperature: 0.1 });
   assertEquals(m.metadata, { "io.envoy.ai_gateway": { content_length: m.body!.length } });
 });

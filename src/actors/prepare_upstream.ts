@@ -55,8 +55,9 @@ export async function prepareUpstream(
     for (const h of m?.remove ?? []) remove.push(h.toLowerCase());
   }
   Object.assign(set, await credentialHeaders(backend, { ...translated, body }, credentials, signal));
-  // The client's Authorization was for the gateway; a backend with its own credential never sees it.
-  if (backend.auth && !("authorization" in set)) remove.push("authorization");
+  // The client's Authorization (and x-api-key) were for the gateway: a provider only ever sees the backend's own
+  // credential, or none.
+  for (const h of ["authorization", "x-api-key", "api-key"]) if (!(h in set)) remove.push(h);
   const replaced = body !== t.route.rawBody;
   const response = continueResponse("requestHeaders", {
     headerMutation: headerMutation(set, remove),

@@ -151,7 +151,7 @@ export const routerStreamMachine = setup({
       const headers = readHeaders((event as HeadersEvent).headers);
       const method = headers.get(":method") ?? "";
       const path = headers.get(":path") ?? "";
-      return { method, path, endpoint: findEndpoint(method, path) };
+      return { method, path, endpoint: findEndpoint(method, path, headers.get("content-type")) };
     }),
     replyRequestError: emit(({ context }) =>
       reply({

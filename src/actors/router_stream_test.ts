@@ -270,3 +270,21 @@ Deno.test("routerStreamMachine streams the response body when the upstream answe
   s.send(ev(headersRequest("responseHeaders", { ":status": "200", "content-type": "text/event-stream" })));
   assertEquals(s.replies()[2]!.modeOverride?.responseBodyMode, BodyMode.STREAMED);
 });
+
+Deno.test("routerStreamMachine answers 415 for a body that is not declared JSON", () => {
+  const s = start();
+  s.send(reqHeaders({ ...chatHeaders, "content-type": "application/x-www-form-urlencoded" }));
+  const r = immediate(s.replies()[0]);
+  assertEquals([r.status, r.body.error.code], [415, "unsupported_media_type"]);
+  const ok = start();
+  ok.send(reqHeaders({ ...chatHeaders, "content-type": "application/json; charset=utf-8" }));
+  assertEquals(ok.replies()[0]!.response?.$case, "requestHeaders");
+});
+
+Deno.test("routerStreamMachine answers errors on Anthropic paths in Anthropic's format", () => {
+  const s = start();
+  s.send(reqHeaders({ ":method": "POST", ":path": "/anthropic/v1/messages" }));
+  s.send(reqBody("{oops"));
+  const r = immediate(s.replies()[1]);
+  assertEquals([r.status, r.body.type, r.body.error.type], [400, "error", "invalid_request_error"]);
+});

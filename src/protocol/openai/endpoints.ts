@@ -35,7 +35,10 @@ export function pathOnly(path: string): string {
   return q < 0 ? path : path.slice(0, q);
 }
 
-export function findEndpoint(method: string, path: string): Endpoint | OpenAIError {
+/** A JSON media type, or none at all (then the body must still parse as JSON). */
+const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
+
+export function findEndpoint(method: string, path: string, contentType?: string): Endpoint | OpenAIError {
   const p = pathOnly(path);
   const endpoint = BY_PATH.get(p.length > 1 && p.endsWith("/") ? p.slice(0, -1) : p);
   if (!endpoint) {
@@ -55,6 +58,17 @@ export function findEndpoint(method: string, path: string): Endpoint | OpenAIErr
       message: `Method ${method} is not allowed on ${endpoint.path}; use ${endpoint.method}`,
       details: "tollgate_method_not_allowed",
       headers: { allow: endpoint.method },
+    };
+  }
+  if (endpoint.routedByBody && contentType !== undefined && !JSON_TYPE.test(contentType)) {
+    return {
+      status: 415,
+      type: "invalid_request_error",
+      code: "unsupported_media_type",
+      message: `Content-Type ${
+        JSON.stringify(contentType)
+      } is not supported on ${endpoint.path}; send application/json`,
+      details: "tollgate_unsupported_media_type",
     };
   }
   return endpoint;
