@@ -3,7 +3,8 @@
 import OpenAI from "openai";
 import { Registry } from "prom-client";
 import { ExtProcServer } from "../../src/extproc/server.ts";
-import { buildSnapshot, modelInfo } from "../../src/control/snapshot.ts";
+import { type BackendInfo, buildSnapshot, modelInfo } from "../../src/control/snapshot.ts";
+import type { UpstreamCredentials } from "../../src/actors/prepare_upstream.ts";
 import { silentLogger } from "../../src/observability/logger.ts";
 import { systemClock } from "../../src/observability/clock.ts";
 import type {
@@ -29,6 +30,8 @@ export interface ModelRoute {
   readonly priorities: readonly (readonly string[])[];
   readonly retry?: RetryPolicy;
   readonly timeoutMs?: number;
+  /** modelNameOverride per upstream for this route. */
+  readonly overrides?: Readonly<Record<string, string>>;
 }
 
 export interface GatewayOptions {
@@ -41,6 +44,9 @@ export interface GatewayOptions {
   /** false: clusters run without the upstream-level filter (e.g. when the router-level one is scripted). */
   readonly upstreamExtProc?: boolean;
   readonly rateLimit?: Partial<RateLimitFilterConfig> & { readonly target: string };
+  /** Schema, credentials, location… per upstream; default: an OpenAI-compatible backend without credentials. */
+  readonly backends?: Readonly<Record<string, Partial<Omit<BackendInfo, "name">>>>;
+  readonly credentials?: UpstreamCredentials;
 }
 
 export interface Gateway extends AsyncDisposable {
@@ -72,13 +78,22 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       name: `default/${name}`,
       schema: { name: "OpenAI" as const },
       host: "127.0.0.1",
+      ...o.backends?.[name],
     })),
+    backendRefs: o.routes.flatMap((r) =>
+      r.priorities.flat().map((name) => ({
+        id: `${r.model}/${name}`,
+        backend: `default/${name}`,
+        ...(r.overrides?.[name] ? { modelNameOverride: r.overrides[name] } : {}),
+      }))
+    ),
   });
   const extproc = new ExtProcServer({
     listen: { kind: "unix", path: socketPath },
     snapshot: () => snapshot,
     logger: silentLogger(),
     registry: new Registry(),
+    ...(o.credentials ? { credentials: o.credentials } : {}),
   });
   await extproc.start();
   const upstreams: Record<string, FakeUpstream> = {};
@@ -101,7 +116,9 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         port: upstreams[name]!.port,
         weight: 1,
         tls: false,
-        metadata: { "aigateway.envoy.io": { backend: `default/${name}` } },
+        metadata: {
+          "aigateway.envoy.io": { backend: `default/${name}`, per_route_rule_backend_name: `${r.model}/${name}` },
+        },
       }))
     ),
     connectTimeoutMs: 1000,
