@@ -47,3 +47,64 @@ Deno.test("OpenAI embeddings pass through to an OpenAI-compatible backend", asyn
   assertEquals(gw.upstreams.openai!.seen[0]!.path, "/v1/embeddings");
 });
 
+Deno.test("GCP Vertex AI Gemini: generateContent and streamGenerateContent with a rotated bearer token", async () => {
+  const dir = await Deno.makeTempDir();
+  const tokenFile = `${dir}/token`;
+  await Deno.writeTextFile(tokenFile, "ya29.first-token\n");
+  const gemini = (text: string, extra: Record<string, unknown> = {}) => ({
+    candidates: [{ content: { role: "model", parts: [{ text }] }, finishReason: "STOP", index: 0 }],
+    usageMetadata: { promptTokenCount: 4, candidatesTokenCount: 2, totalTokenCount: 6 },
+    modelVersion: "gemini-2.0-flash-001",
+    ...extra,
+  });
+  await using gw = await startGateway({
+    upstreams: {
+      vertex: (r) => {
+        if (r.path.includes(":streamGenerateContent")) {
+          const first = {
+            ...gemini("Hel"),
+            candidates: [{ content: { role: "model", parts: [{ text: "Hel" }] }, index: 0 }],
+          };
+          const body = [first, gemini("lo")].map((e) => `data: ${JSON.stringify(e)}\r\n\r\n`).join("");
+          return new Response(body, { headers: { "content-type": "text/event-stream" } });
+        }
+        return Response.json(gemini("Hello from Gemini"));
+      },
+    },
+    routes: [{ model: "gemini-2.0-flash", priorities: [["vertex"]] }],
+    backends: {
+      vertex: {
+        schema: { name: "GCPVertexAI" },
+        location: { project: "my-project", region: "us-central1" },
+        auth: { kind: "bearerFile", path: tokenFile },
+      },
+    },
+  });
+  const res = await gw.openai.chat.completions.create({
+    model: "gemini-2.0-flash",
+    messages: [{ role: "system", content: "be brief" }, { role: "user", content: "hi" }],
+  });
+  assertEquals(res.choices[0]!.message.content, "Hello from Gemini");
+  assertEquals(res.usage?.total_tokens, 6);
+  const seen = gw.upstreams.vertex!.seen[0]!;
+  assertEquals(
+    seen.path,
+    "/v1/projects/my-project/locations/us-central1/publishers/google/models/gemini-2.0-flash:generateContent",
+  );
+  assertEquals(seen.headers.get("authorization"), "Bearer ya29.first-token");
+  assertEquals(JSON.parse(seen.body).systemInstruction.parts[0].text, "be brief");
+
+  const stream = await gw.openai.chat.completions.create({
+    model: "gemini-2.0-flash",
+    messages: [{ role: "user", content: "hi" }],
+    stream: true,
+  });
+  let text = "";
+  for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+  assertEquals(text, "Hello");
+  assertEquals(
+    gw.upstreams.vertex!.seen[1]!.path,
+    "/v1/projects/my-project/locations/us-central1/publishers/google/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
+  );
+  await Deno.remove(dir, { recursive: true });
+});

@@ -8,6 +8,7 @@ import { type ProcessingMode, ROLE_METADATA, routerProcessingMode } from "../pro
 import { type RouterInput, routerStreamMachine } from "../actors/router_stream.ts";
 import { type AttemptInput, attemptStreamMachine, type RouterStreamRef } from "../actors/attempt_stream.ts";
 import type { UpstreamCredentials } from "../actors/prepare_upstream.ts";
+import { BearerTokenFile } from "../protocol/auth/bearer_token_file.ts";
 import type { GatewaySnapshot } from "../control/snapshot.ts";
 import { type Clock, systemClock } from "../observability/clock.ts";
 import { ExtProcMetrics } from "../observability/extproc_metrics.ts";
@@ -32,13 +33,14 @@ export interface ExtProcServerOptions {
   readonly credentials?: UpstreamCredentials;
 }
 
-/** Reads a rotated bearer token file on every use, so a rotation is picked up at once. */
-export function fileCredentials(): UpstreamCredentials {
+/** Rotated bearer token files, one cached reader per path (re-read when the file changes). */
+export function fileCredentials(clock: Clock = systemClock): UpstreamCredentials {
+  const files = new Map<string, BearerTokenFile>();
   return {
-    async bearerFromFile(path) {
-      const token = (await Deno.readTextFile(path)).trim();
-      if (!token) throw new Error(`The token file ${path} is empty`);
-      return `Bearer ${token}`;
+    bearerFromFile(path) {
+      let f = files.get(path);
+      if (!f) files.set(path, f = new BearerTokenFile(path, { clock }));
+      return f.header();
     },
     now: () => new Date(),
   };
@@ -61,7 +63,7 @@ export class ExtProcServer {
     this.#o = o;
     this.#clock = o.clock ?? systemClock;
     this.metrics = new ExtProcMetrics(o.registry);
-    this.#credentials = o.credentials ?? fileCredentials();
+    this.#credentials = o.credentials ?? fileCredentials(this.#clock);
     // Envoy keeps one HTTP/2 connection open per sidecar and multiplexes every stream on it.
     this.#server = new grpc.Server({
       "grpc.max_concurrent_streams": 100_000,

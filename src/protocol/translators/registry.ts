@@ -3,6 +3,7 @@
 import type { BackendSchemaName, ClientApi, ClientEndpoint, Translator } from "./translator.ts";
 import { openaiOpenAI } from "./openai_openai.ts";
 import { openaiAzureOpenAI } from "./openai_azureopenai.ts";
+import { openaiGcpVertexAi } from "./openai_gcpvertexai.ts";
 
 type Key = `${ClientApi}/${ClientEndpoint}/${BackendSchemaName}`;
 
@@ -13,6 +14,7 @@ const TABLE: Partial<Record<Key, Translator>> = {
   "openai/chatCompletions/AzureOpenAI": openaiAzureOpenAI,
   "openai/completions/AzureOpenAI": openaiAzureOpenAI,
   "openai/embeddings/AzureOpenAI": openaiAzureOpenAI,
+  "openai/chatCompletions/GCPVertexAI": openaiGcpVertexAi,
 };
 
 export function translatorFor(
