@@ -2,6 +2,7 @@
 // the provider's native API, and back in the client's schema.
 import { assertEquals } from "./support/assert.ts";
 import { startGateway } from "./support/gateway_fixture.ts";
+import { startFakeBedrock } from "./support/fake_bedrock.ts";
 import { chatCompletion } from "./support/fake_upstream.ts";
 
 Deno.test("Azure OpenAI: deployment path, api-version, api-key and model override", async () => {
@@ -107,4 +108,83 @@ Deno.test("GCP Vertex AI Gemini: generateContent and streamGenerateContent with 
     "/v1/projects/my-project/locations/us-central1/publishers/google/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
   );
   await Deno.remove(dir, { recursive: true });
+});
+
+const AWS = { accessKeyId: "AKIDEXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY" };
+
+Deno.test("AWS Bedrock: Converse and ConverseStream, SigV4-signed requests verified by the fake Bedrock", async () => {
+  await using bedrock = await startFakeBedrock({
+    credentials: AWS,
+    handlers: {
+      converse: () => ({
+        output: { message: { role: "assistant", content: [{ text: "Hello from Bedrock" }] } },
+        stopReason: "end_turn",
+        usage: { inputTokens: 9, outputTokens: 3, totalTokens: 12 },
+      }),
+      converseStream: () => [
+        { event: "messageStart", payload: { role: "assistant" } },
+        { event: "contentBlockDelta", payload: { contentBlockIndex: 0, delta: { text: "Str" } } },
+        { event: "contentBlockDelta", payload: { contentBlockIndex: 0, delta: { text: "eamed" } } },
+        { event: "contentBlockStop", payload: { contentBlockIndex: 0 } },
+        { event: "messageStop", payload: { stopReason: "end_turn" } },
+        { event: "metadata", payload: { usage: { inputTokens: 9, outputTokens: 2, totalTokens: 11 }, metrics: {} } },
+      ],
+    },
+  });
+  await using gw = await startGateway({
+    upstreams: {},
+    listening: { bedrock: bedrock.port },
+    routes: [{ model: "anthropic.claude-3-haiku", priorities: [["bedrock"]] }],
+    backends: {
+      bedrock: {
+        schema: { name: "AWSBedrock" },
+        auth: { kind: "aws", region: "us-east-1", credentials: AWS },
+      },
+    },
+  });
+  const res = await gw.openai.chat.completions.create({
+    model: "anthropic.claude-3-haiku",
+    messages: [{ role: "system", content: "terse" }, { role: "user", content: "hi" }],
+    max_tokens: 50,
+  });
+  assertEquals(res.choices[0]!.message.content, "Hello from Bedrock");
+  assertEquals([res.usage?.prompt_tokens, res.usage?.completion_tokens], [9, 3]);
+  assertEquals(bedrock.calls[0]!.path, "/model/anthropic.claude-3-haiku/converse");
+  assertEquals((bedrock.calls[0]!.body as { system: unknown }).system, [{ text: "terse" }]);
+  assertEquals(bedrock.rejected, []);
+
+  const stream = await gw.openai.chat.completions.create({
+    model: "anthropic.claude-3-haiku",
+    messages: [{ role: "user", content: "hi" }],
+    stream: true,
+  });
+  let text = "";
+  for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+  assertEquals(text, "Streamed");
+  assertEquals(bedrock.calls[1]!.operation, "converse-stream");
+  assertEquals(bedrock.rejected, []);
+});
+
+Deno.test("AWS Bedrock refuses a request signed with the wrong secret, and the client sees the error", async () => {
+  await using bedrock = await startFakeBedrock({ credentials: AWS, handlers: { converse: () => ({}) } });
+  await using gw = await startGateway({
+    upstreams: {},
+    listening: { bedrock: bedrock.port },
+    routes: [{ model: "m", priorities: [["bedrock"]] }],
+    backends: {
+      bedrock: {
+        schema: { name: "AWSBedrock" },
+        auth: { kind: "aws", region: "us-east-1", credentials: { ...AWS, secretAccessKey: "wrong" } },
+      },
+    },
+  });
+  const res = await fetch(`${gw.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }),
+  });
+  assertEquals(res.status, 403);
+  const body = await res.json();
+  assertEquals(typeof body.error.message, "string");
+  assertEquals(bedrock.rejected.length, 1);
 });

@@ -5,6 +5,7 @@ import type { EdgeConfig } from "../edge/config.ts";
 import { loadResources } from "./resources/load.ts";
 import { formatResourceError, type ResourceError } from "./resources/errors.ts";
 import { secretValue } from "./resources/kubernetes.ts";
+import { parseAwsCredentialsFile } from "../protocol/auth/aws_credentials.ts";
 import type { Resource } from "./resources/resource.ts";
 import { compileGateway } from "./compile/compile_gateway.ts";
 import type { CompiledBackend, CompiledGateway, SecretReference } from "./compile/compiled.ts";
@@ -108,7 +109,8 @@ function backendInfo(
   const base = {
     name: b.name,
     schema: b.schema,
-    ...(b.endpoints[0] ? { host: b.endpoints[0].host } : {}),
+    // The authority the upstream sees (and SigV4 signs): the port only when it is not the scheme's default.
+    ...(b.endpoints[0] ? { host: authority(b.endpoints[0]) } : {}),
     ...(b.headerMutation ? { headerMutation: b.headerMutation } : {}),
     ...(b.bodyMutation ? { bodyMutation: b.bodyMutation } : {}),
   };
@@ -137,12 +139,14 @@ function backendInfo(
       }
       const text = secret(file.secret);
       if (text === undefined) return missing(file.secret, b.auth.policy);
-      const credentials = awsCredentialsFromFile(text, file.profile);
-      if (typeof credentials === "string") {
+      let credentials;
+      try {
+        credentials = parseAwsCredentialsFile(text, file.profile);
+      } catch (e) {
         errors.push({
           file: "(resolved at load)",
           path: `${file.secret.namespace}/${file.secret.name}`,
-          message: credentials,
+          message: (e as Error).message,
         });
         return undefined;
       }
@@ -181,31 +185,8 @@ export function tokenFileEnv(backend: string): string {
   return `TOLLGATE_TOKEN_FILE_${backend.toUpperCase().replace(/[^A-Z0-9]/g, "_")}`;
 }
 
-
-/** An AWS shared credentials file (the Secret's "credentials" key) → the keys of one profile, or why not. */
-function awsCredentialsFromFile(text: string, profile: string) {
-  let section = "";
-  const values: Record<string, Record<string, string>> = {};
-  for (const raw of text.split(/\r?\n/)) {
-    const line = raw.trim();
-    if (line === "" || line.startsWith("#") || line.startsWith(";")) continue;
-    const header = /^\[(?:profile\s+)?([^\]]+)\]$/.exec(line);
-    if (header) {
-      section = header[1]!.trim();
-      continue;
-    }
-    const eq = line.indexOf("=");
-    if (eq > 0) (values[section] ??= {})[line.slice(0, eq).trim()] = line.slice(eq + 1).trim();
-  }
-  const p = values[profile];
-  if (!p?.aws_access_key_id || !p.aws_secret_access_key) {
-    return `The AWS credentials file has no profile "${profile}" with aws_access_key_id and aws_secret_access_key`;
-  }
-  return {
-    accessKeyId: p.aws_access_key_id,
-    secretAccessKey: p.aws_secret_access_key,
-    ...(p.aws_session_token ? { sessionToken: p.aws_session_token } : {}),
-  };
+function authority(e: { host: string; port: number; tls: boolean }): string {
+  return e.port === (e.tls ? 443 : 80) ? e.host : `${e.host}:${e.port}`;
 }
 
 export function formatErrors(errors: readonly ResourceError[]): string {

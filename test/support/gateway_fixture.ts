@@ -36,6 +36,8 @@ export interface ModelRoute {
 
 export interface GatewayOptions {
   readonly upstreams: Readonly<Record<string, UpstreamHandler>>;
+  /** Upstreams already listening elsewhere (e.g. the fake Bedrock): name → port on 127.0.0.1. */
+  readonly listening?: Readonly<Record<string, number>>;
   readonly routes: readonly ModelRoute[];
   readonly routerExtProc?: Partial<ExtProcFilterConfig>;
   /** Point the router-level filter somewhere else (e.g. a stalling processor). */
@@ -71,13 +73,15 @@ export const FALLBACK_RETRY: RetryPolicy = {
 export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const dir = await Deno.makeTempDir({ prefix: "tollgate-gw-" });
   const socketPath = `${dir}/extproc.sock`;
+  const upstreams: Record<string, FakeUpstream> = {};
+  for (const [name, handler] of Object.entries(o.upstreams)) upstreams[name] = await startFakeUpstream(handler);
   // Every fake upstream is an OpenAI-compatible backend named default/<upstream>.
   const snapshot = buildSnapshot(1, {
     models: o.routes.map((r) => modelInfo(r.model)),
-    backends: Object.keys(o.upstreams).map((name) => ({
+    backends: [...Object.keys(o.upstreams), ...Object.keys(o.listening ?? {})].map((name) => ({
       name: `default/${name}`,
       schema: { name: "OpenAI" as const },
-      host: "127.0.0.1",
+      host: `127.0.0.1:${o.listening?.[name] ?? upstreams[name]!.port}`,
       ...o.backends?.[name],
     })),
     backendRefs: o.routes.flatMap((r) =>
@@ -96,8 +100,6 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     ...(o.credentials ? { credentials: o.credentials } : {}),
   });
   await extproc.start();
-  const upstreams: Record<string, FakeUpstream> = {};
-  for (const [name, handler] of Object.entries(o.upstreams)) upstreams[name] = await startFakeUpstream(handler);
   const target = `unix://${socketPath}`;
   const routes: RouteConfig[] = o.routes.map((r) => ({
     name: `route-${r.model}`,
@@ -113,7 +115,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     priorities: r.priorities.map((level) =>
       level.map((name) => ({
         host: "127.0.0.1",
-        port: upstreams[name]!.port,
+        port: o.listening?.[name] ?? upstreams[name]!.port,
         weight: 1,
         tls: false,
         metadata: {

@@ -4,6 +4,7 @@ import type { BackendSchemaName, ClientApi, ClientEndpoint, Translator } from ".
 import { openaiOpenAI } from "./openai_openai.ts";
 import { openaiAzureOpenAI } from "./openai_azureopenai.ts";
 import { openaiGcpVertexAi } from "./openai_gcpvertexai.ts";
+import { openaiAwsBedrock } from "./openai_awsbedrock.ts";
 
 type Key = `${ClientApi}/${ClientEndpoint}/${BackendSchemaName}`;
 
@@ -15,6 +16,8 @@ const TABLE: Partial<Record<Key, Translator>> = {
   "openai/completions/AzureOpenAI": openaiAzureOpenAI,
   "openai/embeddings/AzureOpenAI": openaiAzureOpenAI,
   "openai/chatCompletions/GCPVertexAI": openaiGcpVertexAi,
+  "openai/chatCompletions/AWSBedrock": openaiAwsBedrock,
+  "openai/embeddings/AWSBedrock": openaiAwsBedrock,
 };
 
 export function translatorFor(
