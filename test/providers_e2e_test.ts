@@ -3,6 +3,15 @@
 import { assertEquals } from "./support/assert.ts";
 import { startGateway } from "./support/gateway_fixture.ts";
 import { startFakeBedrock } from "./support/fake_bedrock.ts";
+import Anthropic from "@anthropic-ai/sdk";
+
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`Timed out waiting for ${what}`);
+}
 import { chatCompletion } from "./support/fake_upstream.ts";
 
 Deno.test("Azure OpenAI: deployment path, api-version, api-key and model override", async () => {
@@ -187,4 +196,127 @@ Deno.test("AWS Bedrock refuses a request signed with the wrong secret, and the c
   const body = await res.json();
   assertEquals(typeof body.error.message, "string");
   assertEquals(bedrock.rejected.length, 1);
+});
+
+function anthropicMessage(text: string) {
+  return {
+    id: "msg_01",
+    type: "message",
+    role: "assistant",
+    model: "claude-sonnet-4-5-20250929",
+    content: [{ type: "text", text }],
+    stop_reason: "end_turn",
+    stop_sequence: null,
+    usage: { input_tokens: 12, output_tokens: 4 },
+  };
+}
+
+function anthropicStream(words: readonly string[]): Response {
+  const events: [string, unknown][] = [
+    ["message_start", {
+      type: "message_start",
+      message: { ...anthropicMessage(""), content: [], usage: { input_tokens: 12, output_tokens: 1 } },
+    }],
+    ["content_block_start", { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } }],
+    ...words.map((w): [string, unknown] => [
+      "content_block_delta",
+      { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: w } },
+    ]),
+    ["content_block_stop", { type: "content_block_stop", index: 0 }],
+    ["message_delta", {
+      type: "message_delta",
+      delta: { stop_reason: "end_turn", stop_sequence: null },
+      usage: { output_tokens: 4 },
+    }],
+    ["message_stop", { type: "message_stop" }],
+  ];
+  const body = events.map(([e, d]) => `event: ${e}\ndata: ${JSON.stringify(d)}\n\n`).join("");
+  return new Response(body, { headers: { "content-type": "text/event-stream" } });
+}
+
+Deno.test("Anthropic as a backend for the OpenAI client: x-api-key, /v1/messages, answers back in OpenAI's shape", async () => {
+  await using gw = await startGateway({
+    upstreams: {
+      anthropic: (
+        r,
+      ) => (JSON.parse(r.body).stream
+        ? anthropicStream(["Hi ", "there"])
+        : Response.json(anthropicMessage("Hello from Claude"))),
+    },
+    routes: [{ model: "claude-sonnet-4-5", priorities: [["anthropic"]] }],
+    backends: {
+      anthropic: {
+        schema: { name: "Anthropic" },
+        auth: { kind: "header", header: "x-api-key", value: "sk-ant-secret" },
+      },
+    },
+  });
+  const res = await gw.openai.chat.completions.create({
+    model: "claude-sonnet-4-5",
+    messages: [{ role: "system", content: "be kind" }, { role: "user", content: "hi" }],
+  });
+  assertEquals(res.choices[0]!.message.content, "Hello from Claude");
+  assertEquals(res.choices[0]!.finish_reason, "stop");
+  const seen = gw.upstreams.anthropic!.seen[0]!;
+  assertEquals(seen.path, "/v1/messages");
+  assertEquals(seen.headers.get("x-api-key"), "sk-ant-secret");
+  assertEquals(seen.headers.get("authorization"), null);
+  assertEquals(JSON.parse(seen.body).system, "be kind");
+  const stream = await gw.openai.chat.completions.create({
+    model: "claude-sonnet-4-5",
+    messages: [{ role: "user", content: "hi" }],
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  let text = "";
+  let usage;
+  for await (const chunk of stream) {
+    text += chunk.choices[0]?.delta.content ?? "";
+    usage = chunk.usage ?? usage;
+  }
+  assertEquals(text, "Hi there");
+  assertEquals([usage?.prompt_tokens, usage?.completion_tokens], [12, 4]);
+});
+
+Deno.test("the Anthropic SDK through the gateway: /anthropic/v1/messages passes through to Anthropic, streaming included", async () => {
+  await using gw = await startGateway({
+    upstreams: {
+      anthropic: (
+        r,
+      ) => (JSON.parse(r.body).stream
+        ? anthropicStream(["Stre", "amed"])
+        : Response.json(anthropicMessage("Native hello"))),
+    },
+    routes: [{ model: "claude-sonnet-4-5", priorities: [["anthropic"]] }],
+    backends: {
+      anthropic: {
+        schema: { name: "Anthropic" },
+        auth: { kind: "header", header: "x-api-key", value: "sk-ant-secret" },
+      },
+    },
+  });
+  const client = new Anthropic({ baseURL: `${gw.url}/anthropic`, apiKey: "client-key", maxRetries: 0 });
+  const msg = await client.messages.create({
+    model: "claude-sonnet-4-5",
+    max_tokens: 100,
+    messages: [{ role: "user", content: "hi" }],
+  });
+  assertEquals(msg.content[0]?.type === "text" ? msg.content[0].text : "", "Native hello");
+  assertEquals(gw.upstreams.anthropic!.seen[0]!.headers.get("x-api-key"), "sk-ant-secret");
+  const final = await client.messages.stream({
+    model: "claude-sonnet-4-5",
+    max_tokens: 100,
+    messages: [{ role: "user", content: "hi" }],
+  }).finalMessage();
+  assertEquals(final.content[0]?.type === "text" ? final.content[0].text : "", "Streamed");
+  assertEquals(final.usage.output_tokens, 4);
+  await until(() => gw.accessLog.length === 2, "two access log lines");
+  // Anthropic reports input and output; the total is their sum, as Envoy AI Gateway records it.
+  assertEquals(gw.accessLog[1]!.usage, { input_tokens: 12, output_tokens: 4, total_tokens: 16 });
+  try {
+    await client.messages.create({ model: "nope", max_tokens: 1, messages: [{ role: "user", content: "hi" }] });
+    throw new Error("expected a 404");
+  } catch (e) {
+    assertEquals(e instanceof Anthropic.NotFoundError, true, String(e));
+  }
 });

@@ -5,6 +5,12 @@ import { openaiOpenAI } from "./openai_openai.ts";
 import { openaiAzureOpenAI } from "./openai_azureopenai.ts";
 import { openaiGcpVertexAi } from "./openai_gcpvertexai.ts";
 import { openaiAwsBedrock } from "./openai_awsbedrock.ts";
+import { openaiAnthropic } from "./openai_anthropic.ts";
+import { openaiAwsAnthropic } from "./openai_awsanthropic.ts";
+import { openaiGcpAnthropic } from "./openai_gcpanthropic.ts";
+import { anthropicAnthropic } from "./anthropic_anthropic.ts";
+import { anthropicAwsAnthropic } from "./anthropic_awsanthropic.ts";
+import { anthropicGcpAnthropic } from "./anthropic_gcpanthropic.ts";
 
 type Key = `${ClientApi}/${ClientEndpoint}/${BackendSchemaName}`;
 
@@ -18,6 +24,12 @@ const TABLE: Partial<Record<Key, Translator>> = {
   "openai/chatCompletions/GCPVertexAI": openaiGcpVertexAi,
   "openai/chatCompletions/AWSBedrock": openaiAwsBedrock,
   "openai/embeddings/AWSBedrock": openaiAwsBedrock,
+  "openai/chatCompletions/Anthropic": openaiAnthropic,
+  "openai/chatCompletions/AWSAnthropic": openaiAwsAnthropic,
+  "openai/chatCompletions/GCPAnthropic": openaiGcpAnthropic,
+  "anthropic/messages/Anthropic": anthropicAnthropic,
+  "anthropic/messages/AWSAnthropic": anthropicAwsAnthropic,
+  "anthropic/messages/GCPAnthropic": anthropicGcpAnthropic,
 };
 
 export function translatorFor(
