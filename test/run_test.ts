@@ -1,6 +1,7 @@
 // `tollgate run` as a user starts it: one process, the edge on a port, the demo provider or an OpenAI-compatible
 // provider from the environment.
 import OpenAI from "openai";
+import Anthropic from "@anthropic-ai/sdk";
 import { assertEquals, assertMatch } from "./support/assert.ts";
 import { TOLLGATE } from "./support/process.ts";
 import { chatCompletion, startFakeUpstream } from "./support/fake_upstream.ts";
@@ -116,4 +117,44 @@ Deno.test("tollgate run refuses an invalid config with every error located, and 
   const text = new TextDecoder().decode(out.stderr);
   assertMatch(text, /references\.yaml#0 AIGatewayRoute default\/route spec\.rules\[0\]\.backendRefs\[1\]\.name: /);
   assertMatch(text, /error\(s\) in the configuration/);
+});
+
+Deno.test("tollgate run routes Anthropic's clients and OpenAI's clients to Anthropic from ANTHROPIC_API_KEY", async () => {
+  const message = {
+    id: "msg_1",
+    type: "message",
+    role: "assistant",
+    model: "claude-haiku-4-5",
+    content: [{ type: "text", text: "from claude" }],
+    stop_reason: "end_turn",
+    stop_sequence: null,
+    usage: { input_tokens: 3, output_tokens: 2 },
+  };
+  await using upstream = await startFakeUpstream(() => Response.json(message));
+  const { child, port, stderr } = await startRun({
+    ...baseEnv,
+    ANTHROPIC_API_KEY: "sk-ant-run",
+    ANTHROPIC_BASE_URL: `http://127.0.0.1:${upstream.port}`,
+  });
+  const anthropic = new Anthropic({ baseURL: `http://127.0.0.1:${port}/anthropic`, apiKey: "client", maxRetries: 0 });
+  const native = await anthropic.messages.create({
+    model: "claude-haiku-4-5",
+    max_tokens: 10,
+    messages: [{ role: "user", content: "hi" }],
+  });
+  assertEquals(native.content[0]?.type === "text" ? native.content[0].text : "", "from claude");
+  const openai = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: "client", maxRetries: 0 });
+  const translated = await openai.chat.completions.create({
+    model: "claude-haiku-4-5",
+    messages: [{ role: "user", content: "hi" }],
+  });
+  assertEquals(translated.choices[0]!.message.content, "from claude");
+  assertEquals(upstream.seen.map((r) => [r.path, r.headers.get("x-api-key")]), [
+    ["/v1/messages", "sk-ant-run"],
+    ["/v1/messages", "sk-ant-run"],
+  ]);
+  child.kill("SIGTERM");
+  assertEquals((await child.status).code, 0);
+  await stderr.cancel();
+  await child.stdout.cancel();
 });

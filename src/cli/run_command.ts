@@ -31,9 +31,11 @@ Runs the whole gateway in one process: the Envoy-compatible edge, the ExtProc se
 when no provider is configured, a built-in demo provider (an OpenAI-compatible echo model that also streams).
 
 With CONFIG (Envoy AI Gateway resources, as \`tollgate validate\` reads them) it serves exactly those routes.
-Without it, providers come from the environment: OPENAI_API_KEY (with OPENAI_BASE_URL for any OpenAI-compatible
-server: vLLM, Ollama, Groq, Mistral, DeepSeek…). ANTHROPIC_API_KEY and AZURE_OPENAI_* are reported but not
-routed until their translators land (issue #4).
+Without it, providers come from the environment: OPENAI_API_KEY (and OPENAI_BASE_URL for any OpenAI-compatible
+server: vLLM, Ollama, Groq, Mistral, DeepSeek…), AZURE_OPENAI_API_KEY with AZURE_OPENAI_ENDPOINT (and
+AZURE_OPENAI_API_VERSION; model = deployment), ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL). OpenAI clients reach
+the first of these for any model, the others for the models listed in TOLLGATE_AZURE_MODELS /
+TOLLGATE_ANTHROPIC_MODELS; Anthropic clients (/anthropic/v1/messages) reach Anthropic.
 
 Flags:
   --listen HOST:PORT    where the edge serves HTTP (default 127.0.0.1:1975; use 0.0.0.0:1975 to expose it)
@@ -100,6 +102,7 @@ export async function runGateway(p: Parsed): Promise<number> {
     const providers = echo
       ? [{
         name: "default/demo-echo",
+        schema: { name: "OpenAI" as const },
         models: [DEMO_MODEL],
         endpoint: { host: "127.0.0.1", port: echo.port, tls: false },
       }]

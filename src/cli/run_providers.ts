@@ -3,6 +3,7 @@
 // would describe them.
 import type { ClusterConfig, EdgeConfig, RouteConfig } from "../edge/config.ts";
 import { routerExtProcFilter, upstreamExtProcFilter } from "../edge/filter_defaults.ts";
+import type { BackendSchema } from "../protocol/translators/translator.ts";
 import {
   BACKEND_METADATA_KEY,
   BACKEND_METADATA_NAMESPACE,
@@ -15,46 +16,100 @@ import {
 export interface RunProvider {
   /** "namespace/name" of the backend. */
   readonly name: string;
+  readonly schema: BackendSchema;
   /** Routed by x-ai-eg-model; undefined means every model (a catch-all route, placed last). */
   readonly models?: readonly string[];
+  /** Only requests under this path prefix (e.g. "/anthropic/" for Anthropic's own clients). */
+  readonly pathPrefix?: string;
   readonly endpoint: { readonly host: string; readonly port: number; readonly tls: boolean };
   readonly auth?: BackendInfo["auth"];
-  readonly apiPrefix?: string;
 }
 
 export interface ProviderDiscovery {
   readonly providers: RunProvider[];
-  /** Lines to tell the user (what was found, what is not supported yet). */
+  /** Lines to tell the user (what was found and how it is routed). */
   readonly notes: string[];
   readonly demo: boolean;
 }
 
-/** Providers from OPENAI_API_KEY / OPENAI_BASE_URL; others are reported until their translators exist. */
+function endpointOf(url: URL) {
+  const tls = url.protocol === "https:";
+  return { host: url.hostname, port: Number(url.port) || (tls ? 443 : 80), tls };
+}
+
+function list(text: string | undefined): string[] | undefined {
+  const items = text?.split(",").map((s) => s.trim()).filter(Boolean);
+  return items && items.length > 0 ? items : undefined;
+}
+
+/**
+ * Providers from the environment. OpenAI clients reach one catch-all provider (OPENAI_* first, then AZURE_OPENAI_*,
+ * then ANTHROPIC_*), and the others through the models listed in TOLLGATE_AZURE_MODELS / TOLLGATE_ANTHROPIC_MODELS;
+ * Anthropic's own clients (/anthropic/v1/messages) reach Anthropic.
+ */
 export function providersFromEnv(env: Readonly<Record<string, string | undefined>>): ProviderDiscovery {
   const providers: RunProvider[] = [];
   const notes: string[] = [];
-  const key = env.OPENAI_API_KEY;
-  if (key) {
+  let catchAllTaken = false;
+  const routing = (listed: string[] | undefined) => {
+    if (listed) return { models: listed };
+    if (catchAllTaken) return undefined;
+    catchAllTaken = true;
+    return {};
+  };
+  if (env.OPENAI_API_KEY) {
     const base = new URL(env.OPENAI_BASE_URL || "https://api.openai.com/v1");
-    const tls = base.protocol === "https:";
     const basePath = base.pathname.replace(/\/+$/, "");
-    // The base URL's path replaces the /v1 of the client's path (most servers use /v1 itself).
-    const apiPrefix = basePath === "/v1" ? "" : basePath;
     providers.push({
       name: "default/openai",
-      endpoint: { host: base.hostname, port: Number(base.port) || (tls ? 443 : 80), tls },
-      auth: { kind: "header", header: "authorization", value: `Bearer ${key}` },
-      ...(apiPrefix ? { apiPrefix } : {}),
+      // The base URL's path replaces the /v1 of the client's path (most servers use /v1 itself).
+      schema: { name: "OpenAI", ...(basePath === "/v1" ? {} : { prefix: basePath }) },
+      endpoint: endpointOf(base),
+      auth: { kind: "header", header: "authorization", value: `Bearer ${env.OPENAI_API_KEY}` },
+      ...routing(list(env.TOLLGATE_OPENAI_MODELS)),
     });
-    notes.push(`OpenAI-compatible provider at ${base.origin}${basePath} (from OPENAI_API_KEY / OPENAI_BASE_URL)`);
+    notes.push(`OpenAI-compatible provider at ${base.origin}${basePath} (OPENAI_API_KEY, OPENAI_BASE_URL)`);
+  }
+  if (env.AZURE_OPENAI_API_KEY && env.AZURE_OPENAI_ENDPOINT) {
+    const r = routing(list(env.TOLLGATE_AZURE_MODELS));
+    if (r) {
+      providers.push({
+        name: "default/azure-openai",
+        schema: {
+          name: "AzureOpenAI",
+          ...(env.AZURE_OPENAI_API_VERSION ? { version: env.AZURE_OPENAI_API_VERSION } : {}),
+        },
+        endpoint: endpointOf(new URL(env.AZURE_OPENAI_ENDPOINT)),
+        auth: { kind: "header", header: "api-key", value: env.AZURE_OPENAI_API_KEY },
+        ...r,
+      });
+      notes.push(`Azure OpenAI at ${env.AZURE_OPENAI_ENDPOINT}: the model name is the deployment name`);
+    } else notes.push("AZURE_OPENAI_* is set: list its deployments in TOLLGATE_AZURE_MODELS to route to it");
   }
   if (env.ANTHROPIC_API_KEY) {
+    const base = new URL(env.ANTHROPIC_BASE_URL || "https://api.anthropic.com");
+    const auth = { kind: "header" as const, header: "x-api-key", value: env.ANTHROPIC_API_KEY };
+    providers.push({
+      name: "default/anthropic",
+      schema: { name: "Anthropic" },
+      pathPrefix: "/anthropic/",
+      endpoint: endpointOf(base),
+      auth,
+    });
+    const r = routing(list(env.TOLLGATE_ANTHROPIC_MODELS));
+    if (r) {
+      providers.push({
+        name: "default/anthropic",
+        schema: { name: "Anthropic" },
+        endpoint: endpointOf(base),
+        auth,
+        ...r,
+      });
+    }
     notes.push(
-      "ANTHROPIC_API_KEY is set, but the Anthropic translator lands with issue #4; Anthropic is not routed yet",
+      `Anthropic at ${base.origin}: Anthropic clients on /anthropic/v1/messages` +
+        (r ? "; OpenAI clients too, translated" : "; list models in TOLLGATE_ANTHROPIC_MODELS for OpenAI clients"),
     );
-  }
-  if (env.AZURE_OPENAI_API_KEY || env.AZURE_OPENAI_ENDPOINT) {
-    notes.push("AZURE_OPENAI_* is set, but the Azure OpenAI translator lands with issue #4; Azure is not routed yet");
   }
   return { providers, notes, demo: providers.length === 0 };
 }
@@ -73,7 +128,9 @@ export function buildRunTopology(
     readonly accessLog?: string;
   },
 ): RunTopology {
-  const ordered = [...providers.filter((p) => p.models), ...providers.filter((p) => !p.models)];
+  // Envoy takes the first match: path-scoped and model-specific routes before the catch-all.
+  const rank = (p: RunProvider) => (p.pathPrefix ? 0 : p.models ? 1 : 2);
+  const ordered = [...providers].sort((a, b) => rank(a) - rank(b));
   const routes: RouteConfig[] = [];
   const clusters: ClusterConfig[] = [];
   for (const p of ordered) {
@@ -91,8 +148,8 @@ export function buildRunTopology(
     const matches = p.models?.map((m) => [{ name: "x-ai-eg-model", exact: m }]) ?? [[]];
     matches.forEach((headers, i) =>
       routes.push({
-        name: `route-${p.name.replace("/", "-")}-${i}`,
-        match: { prefix: "/", headers },
+        name: `route-${p.name.replace("/", "-")}-${routes.length}-${i}`,
+        match: { prefix: p.pathPrefix ?? "/", headers },
         cluster,
         timeoutMs: 120_000,
         retryPolicy: {
@@ -120,12 +177,13 @@ export function buildRunTopology(
     },
     snapshot: buildSnapshot(1, {
       models: models.map((m) => modelInfo(m)),
-      backends: providers.map((p) => ({
+      backends: [...new Map(providers.map((p) => [p.name, p])).values()].map((p) => ({
         name: p.name,
-        schema: { name: "OpenAI" as const, ...(p.apiPrefix ? { prefix: p.apiPrefix } : {}) },
+        schema: p.schema,
         host: p.endpoint.host,
         ...(p.auth ? { auth: p.auth } : {}),
       })),
+      // A catch-all route, or a path-scoped one (Anthropic's clients name Anthropic's models freely).
       acceptsAnyModel: providers.some((p) => !p.models),
     }),
   };
