@@ -94,6 +94,8 @@ const WINDOW_SECONDS: ReadonlyMap<RateLimitResponse_RateLimit_Unit, number> = ne
   [RateLimitResponse_RateLimit_Unit.MINUTE, 60],
   [RateLimitResponse_RateLimit_Unit.HOUR, 3600],
   [RateLimitResponse_RateLimit_Unit.DAY, 86_400],
+  // WEEK (7) is newer than the generated enum; envoyproxy/ratelimit's week is 7 fixed days.
+  [7 as RateLimitResponse_RateLimit_Unit, 7 * 86_400],
   [RateLimitResponse_RateLimit_Unit.MONTH, 30 * 86_400],
   [RateLimitResponse_RateLimit_Unit.YEAR, 365 * 86_400],
 ]);

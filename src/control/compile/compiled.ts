@@ -137,7 +137,7 @@ export interface CompiledBackend {
   };
 }
 
-export type RateLimitUnitName = "second" | "minute" | "hour" | "day" | "month" | "year";
+export type RateLimitUnitName = "second" | "minute" | "hour" | "day" | "week" | "month" | "year";
 
 /** One limit for the rate limit service: the descriptor chain Envoy sends for it and the budget. */
 export interface RateLimitRule {
