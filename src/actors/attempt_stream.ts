@@ -31,6 +31,8 @@ interface AttemptContext extends AttemptInput {
   /** The backend and backendRef Envoy picked for this attempt (endpoint metadata); undefined for a plain one. */
   backendName: string | undefined;
   refId: string | undefined;
+  /** Envoy's route name (xds.route_name). */
+  route: string | undefined;
   path: string;
   failure: string | undefined;
 }
@@ -52,6 +54,11 @@ export function endpointMetadata(attributes: Attributes, key: string): string | 
     | undefined;
   const value = host?.filter_metadata?.[BACKEND_METADATA_NAMESPACE]?.[key];
   return typeof value === "string" ? value : undefined;
+}
+
+function attribute(attributes: Attributes, name: string): string | undefined {
+  const v = attributes["envoy.filters.http.ext_proc"]?.[name];
+  return typeof v === "string" ? v : undefined;
 }
 
 function internalError(message: string, details: string): ProcessingResponse {
@@ -84,6 +91,7 @@ export const attemptStreamMachine = setup({
         router: requestId === undefined ? undefined : context.findRouter(requestId),
         backendName: endpointMetadata(e.attributes, BACKEND_METADATA_KEY),
         refId: endpointMetadata(e.attributes, BACKEND_REF_METADATA_KEY),
+        route: attribute(e.attributes, "xds.route_name"),
         path: headers.get(":path") ?? "/",
       };
     }),
@@ -91,6 +99,7 @@ export const attemptStreamMachine = setup({
       type: "attempt.started" as const,
       backend: context.backendName,
       backendRef: context.refId,
+      route: context.route,
     })),
     replyNoRouter: emit(({ context }) => ({
       type: "reply" as const,
@@ -118,6 +127,7 @@ export const attemptStreamMachine = setup({
     router: undefined,
     backendName: undefined,
     refId: undefined,
+    route: undefined,
     path: "/",
     failure: undefined,
   }),

@@ -6,6 +6,7 @@ import type {
   HttpTrailers,
 } from "../protocol/gen/envoy/service/ext_proc/v3/external_processor.ts";
 import type { Phase, ProcessingRequest, ProcessingResponse } from "../protocol/ext_proc.ts";
+import type { UsageEvent } from "../usage/usage_event.ts";
 
 export type EnvoyEvent =
   | {
@@ -28,7 +29,9 @@ export type EnvoyMessageEvent = Exclude<EnvoyEvent, { type: "envoy.closed" }>;
 export type StreamEmitted =
   | { readonly type: "reply"; readonly response: ProcessingResponse }
   /** The peer broke the protocol; the transport ends the gRPC stream with INVALID_ARGUMENT and this message. */
-  | { readonly type: "violation"; readonly message: string };
+  | { readonly type: "violation"; readonly message: string }
+  /** The request is over: its usage event, for the publisher. */
+  | { readonly type: "usage"; readonly event: UsageEvent };
 
 export function toEnvoyEvent(req: ProcessingRequest): EnvoyMessageEvent | undefined {
   const r = req.request;

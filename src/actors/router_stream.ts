@@ -6,7 +6,7 @@
 //
 // Every ProcessingRequest is answered with exactly the matching response type (or an immediate response), emitted
 // as a "reply" event; the transport writes it. Messages that arrive out of order are protocol violations.
-import { assign, emit, setup } from "xstate";
+import { assign, emit, enqueueActions, setup } from "xstate";
 import type { GatewaySnapshot } from "../control/snapshot.ts";
 import {
   BodyMode,
@@ -21,7 +21,8 @@ import {
 } from "../protocol/ext_proc.ts";
 import { clientErrorReply, type OpenAIError } from "../protocol/openai/errors.ts";
 import type { ResponseTranslator } from "../protocol/translators/translator.ts";
-import { responseTranslatorFor, usageMetadata } from "./response_translation.ts";
+import { responseTranslatorFor } from "./response_translation.ts";
+import { type Accounting, accountResponse } from "./usage_accounting.ts";
 import {
   apiOfPath,
   type Endpoint,
@@ -47,6 +48,8 @@ export interface RouterInput {
   readonly mode: ProcessingMode;
   /** Cap on an accumulated request body when Envoy streams it in chunks (BUFFERED is capped by Envoy itself). */
   readonly maxBodyBytes: number;
+  /** Wall-clock epoch milliseconds, for usage event times and latencies. */
+  readonly now?: () => number;
 }
 
 export type StreamFailure =
@@ -76,6 +79,16 @@ export interface RouterContext {
   translatedHeaders: Readonly<Record<string, string>>;
   /** Set when the response headers reply carries a mode_override. */
   modeOverridden: boolean;
+  readonly now: () => number;
+  startedAt: number;
+  firstByteAt: number | undefined;
+  /** The request headers as routing saw them, for the descriptors a usage event counts against. */
+  requestHeaders: ReadonlyMap<string, string>;
+  /** Envoy's route name of the latest attempt (xds.route_name). */
+  edgeRoute: string | undefined;
+  /** The body to send for the response chunk being answered. */
+  chunkOut: Uint8Array | undefined;
+  accounting: Accounting | undefined;
   failure: StreamFailure | undefined;
 }
 
@@ -84,6 +97,7 @@ export type AttemptEvent = {
   readonly type: "attempt.started";
   readonly backend: string | undefined;
   readonly backendRef: string | undefined;
+  readonly route?: string | undefined;
 };
 
 export interface RouterOutput {
@@ -122,6 +136,23 @@ function rejectionOf(e: OpenAIError): StreamFailure {
   return { kind: "rejected", status: e.status, details: e.details };
 }
 
+function account(context: RouterContext): Accounting {
+  return accountResponse({
+    route: context.route as RoutedRequest,
+    snapshot: context.snapshot,
+    backend: context.backend,
+    backendRef: context.backendRef,
+    edgeRoute: context.edgeRoute,
+    usage: context.translator?.usage ?? {},
+    responseModel: context.translator?.responseModel,
+    status: context.responseStatus ?? 0,
+    requestHeaders: context.requestHeaders,
+    startedAt: context.startedAt,
+    endedAt: context.now(),
+    firstByteAt: context.firstByteAt,
+  });
+}
+
 export const routerStreamMachine = setup({
   types: {
     input: {} as RouterInput,
@@ -147,11 +178,17 @@ export const routerStreamMachine = setup({
       (event as BodyEvent).body.endOfStream && !sendsTrailers(context.mode.responseTrailerMode),
   },
   actions: {
-    recordRequestHeaders: assign(({ event }) => {
+    recordRequestHeaders: assign(({ context, event }) => {
       const headers = readHeaders((event as HeadersEvent).headers);
       const method = headers.get(":method") ?? "";
       const path = headers.get(":path") ?? "";
-      return { method, path, endpoint: findEndpoint(method, path, headers.get("content-type")) };
+      return {
+        method,
+        path,
+        endpoint: findEndpoint(method, path, headers.get("content-type")),
+        requestHeaders: headers,
+        startedAt: context.now(),
+      };
     }),
     replyRequestError: emit(({ context }) =>
       reply({
@@ -245,7 +282,27 @@ export const routerStreamMachine = setup({
     }),
     countAttempt: assign(({ context, event }) => {
       const e = event as AttemptEvent;
-      return { attempts: context.attempts + 1, backend: e.backend, backendRef: e.backendRef };
+      return { attempts: context.attempts + 1, backend: e.backend, backendRef: e.backendRef, edgeRoute: e.route };
+    }),
+    rememberRoutingHeaders: assign(({ context }) => {
+      const headers = new Map(context.requestHeaders);
+      headers.set(MODEL_HEADER, (context.route as RoutedRequest).model);
+      return { requestHeaders: headers };
+    }),
+    translateResponseChunk: assign(({ context, event }) => {
+      const { body, endOfStream } = (event as BodyEvent).body;
+      const t = context.translator;
+      const chunkOut = t ? t.body(body, endOfStream) : body;
+      const firstByteAt = context.firstByteAt ?? (body.length > 0 ? context.now() : undefined);
+      const last = endOfStream && !sendsTrailers(context.mode.responseTrailerMode);
+      return { chunkOut, firstByteAt, ...(last ? { accounting: account(context) } : {}) };
+    }),
+    accountIfNeeded: assign(({ context }) => {
+      if (context.accounting || !context.route || isOpenAIError(context.route)) return {};
+      return { accounting: account(context) };
+    }),
+    emitUsage: enqueueActions(({ context, enqueue }) => {
+      if (context.accounting) enqueue.emit({ type: "usage" as const, event: context.accounting.event });
     }),
     recordResponseHeaders: assign(({ context, event }) => {
       const headers = readHeaders((event as HeadersEvent).headers);
@@ -270,17 +327,9 @@ export const routerStreamMachine = setup({
     }),
     replyResponseChunk: emit(({ context, event }) => {
       const { body, endOfStream } = (event as BodyEvent).body;
-      const t = context.translator;
-      const out = t ? t.body(body, endOfStream) : body;
+      const out = context.chunkOut ?? body;
       const response = continueResponse("responseBody", out === body ? {} : { body: out });
-      if (endOfStream && t) {
-        const route = context.route as RoutedRequest;
-        response.dynamicMetadata = usageMetadata(t.usage, {
-          model: route.model,
-          responseModel: t.responseModel,
-          backend: context.backend,
-        });
-      }
+      if (endOfStream && context.accounting) response.dynamicMetadata = context.accounting.metadata;
       return reply({ type: "reply", response });
     }),
     continueResponseTrailers: emit(() => reply({ type: "reply", response: continueResponse("responseTrailers") })),
@@ -321,6 +370,13 @@ export const routerStreamMachine = setup({
     translator: undefined,
     translatedHeaders: {},
     modeOverridden: false,
+    now: input.now ?? Date.now,
+    startedAt: 0,
+    firstByteAt: undefined,
+    requestHeaders: new Map(),
+    edgeRoute: undefined,
+    chunkOut: undefined,
+    accounting: undefined,
     failure: undefined,
   }),
   initial: "requestHeaders",
@@ -354,7 +410,7 @@ export const routerStreamMachine = setup({
     routing: {
       always: [
         { guard: "bodyRejected", target: "failed", actions: ["replyRouteError", "recordRouteFailure"] },
-        { target: "upstream", actions: "replyRoute" },
+        { target: "upstream", actions: ["rememberRoutingHeaders", "replyRoute"] },
       ],
     },
     upstream: {
@@ -366,8 +422,8 @@ export const routerStreamMachine = setup({
         },
         // With response headers in SKIP mode the body is the first thing we see of the response.
         "envoy.responseBody": [
-          { guard: "lastResponseChunk", target: "done", actions: "replyResponseChunk" },
-          { target: "responseBody", actions: "replyResponseChunk" },
+          { guard: "lastResponseChunk", target: "done", actions: ["translateResponseChunk", "replyResponseChunk"] },
+          { target: "responseBody", actions: ["translateResponseChunk", "replyResponseChunk"] },
         ],
       },
     },
@@ -381,13 +437,19 @@ export const routerStreamMachine = setup({
       on: {
         "attempt.started": { actions: "countAttempt" },
         "envoy.responseBody": [
-          { guard: "lastResponseChunk", target: "done", actions: "replyResponseChunk" },
-          { actions: "replyResponseChunk" },
+          { guard: "lastResponseChunk", target: "done", actions: ["translateResponseChunk", "replyResponseChunk"] },
+          { actions: ["translateResponseChunk", "replyResponseChunk"] },
         ],
         "envoy.responseTrailers": { target: "done", actions: "continueResponseTrailers" },
       },
     },
-    done: { type: "final" },
+    done: {
+      type: "final",
+      entry: [
+        "accountIfNeeded",
+        "emitUsage",
+      ],
+    },
     failed: { type: "final" },
   },
   output: ({ context }) => ({

@@ -6,6 +6,9 @@ import { loadResources } from "./resources/load.ts";
 import { formatResourceError, type ResourceError } from "./resources/errors.ts";
 import { secretValue } from "./resources/kubernetes.ts";
 import { parseAwsCredentialsFile } from "../protocol/auth/aws_credentials.ts";
+import { compileCosts, type CostProgram } from "../usage/costs.ts";
+
+export const DEFAULT_RATE_LIMIT_DOMAIN = "ai-gateway";
 import type { Resource } from "./resources/resource.ts";
 import { compileGateway } from "./compile/compile_gateway.ts";
 import type { CompiledBackend, CompiledGateway, SecretReference } from "./compile/compiled.ts";
@@ -48,7 +51,7 @@ export async function loadGatewayConfig(paths: readonly string[], o: GatewayConf
     failureModeAllow: false,
     ...(o.listener ? { listenerHost: o.listener.host, listenerPort: o.listener.port } : {}),
     // Limits always compile; whether something enforces them is the caller's business (see notes).
-    rateLimit: o.rateLimit ?? { target: "127.0.0.1:8081", domain: "ai-gateway" },
+    rateLimit: o.rateLimit ?? { target: "127.0.0.1:8081", domain: DEFAULT_RATE_LIMIT_DOMAIN },
     ...(o.accessLog ? { accessLog: o.accessLog } : {}),
   });
   if (!compiled.ok) return { ok: false, errors: compiled.errors };
@@ -81,10 +84,31 @@ export async function loadGatewayConfig(paths: readonly string[], o: GatewayConf
     const { rateLimit: _dropped, ...rest } = edge;
     edge = rest;
   }
+  const costs = compileCosts(compiled.llmRequestCosts);
+  if (!costs.ok) {
+    return {
+      ok: false,
+      errors: costs.errors.map((e) => ({
+        file: "(llmRequestCosts)",
+        name: e.route,
+        path: e.metadataKey,
+        message: e.message,
+      })),
+    };
+  }
+  const routeCosts = new Map<string, CostProgram[]>();
+  for (const c of costs.costs) routeCosts.set(c.route, [...(routeCosts.get(c.route) ?? []), c]);
+  const domain = o.rateLimit?.domain ?? DEFAULT_RATE_LIMIT_DOMAIN;
+  const rateLimits = new Map(
+    compiled.edge.routes
+      .map((r) => [r.name, { domain, entries: r.rateLimits.filter((e) => e.applyOnStreamDone) }] as const)
+      .filter(([, v]) => v.entries.length > 0),
+  );
   const backendRefs = compiled.backends.flatMap((b) =>
     b.refs.map((r) => ({
       id: r.id,
       backend: b.name,
+      route: r.route,
       ...(r.modelNameOverride ? { modelNameOverride: r.modelNameOverride } : {}),
       ...(r.headerMutation ? { headerMutation: r.headerMutation } : {}),
       ...(r.bodyMutation ? { bodyMutation: r.bodyMutation } : {}),
@@ -95,6 +119,8 @@ export async function loadGatewayConfig(paths: readonly string[], o: GatewayConf
     backends,
     backendRefs,
     forceStreamUsage: compiled.llmRequestCosts.length > 0,
+    routeCosts,
+    rateLimits,
   });
   return { ok: true, edge, snapshot, compiled, notes };
 }

@@ -2,6 +2,8 @@
 // with, and a new one replaces the reference atomically. The full compiler (routes, backends, costs) comes with
 // the control-plane issue; today a snapshot carries what the stream actors need.
 import type { BackendLocation, BackendSchema } from "../protocol/translators/translator.ts";
+import type { CostProgram } from "../usage/costs.ts";
+import type { RateLimitEntry } from "../edge/config.ts";
 
 export interface ModelInfo {
   readonly id: string;
@@ -54,6 +56,8 @@ export interface BodyMutationSpec {
 export interface BackendRefInfo {
   readonly id: string;
   readonly backend: string;
+  /** "namespace/name" of the AIGatewayRoute whose rule holds this backendRef (its costs apply). */
+  readonly route?: string;
   readonly modelNameOverride?: string;
   readonly headerMutation?: HeaderMutationSpec;
   readonly bodyMutation?: BodyMutationSpec;
@@ -77,6 +81,11 @@ export interface GatewaySnapshot {
   readonly backendRefs: ReadonlyMap<string, BackendRefInfo>;
   /** Costs are configured: streamed chats must report usage (see TranslateRequest.forceStreamUsage). */
   readonly forceStreamUsage: boolean;
+  /** llmRequestCosts by AIGatewayRoute ("namespace/name"), compiled. */
+  readonly routeCosts: ReadonlyMap<string, readonly CostProgram[]>;
+  /** The stream-done rate-limit entries of each edge route (by Envoy route name): a usage event counts against
+   * exactly the descriptors Envoy's stream-done call would send. */
+  readonly rateLimits: ReadonlyMap<string, { readonly domain: string; readonly entries: readonly RateLimitEntry[] }>;
 }
 
 export interface SnapshotParts {
@@ -84,6 +93,8 @@ export interface SnapshotParts {
   readonly backends?: readonly BackendInfo[];
   readonly backendRefs?: readonly BackendRefInfo[];
   readonly forceStreamUsage?: boolean;
+  readonly routeCosts?: ReadonlyMap<string, readonly CostProgram[]>;
+  readonly rateLimits?: ReadonlyMap<string, { readonly domain: string; readonly entries: readonly RateLimitEntry[] }>;
   readonly acceptsAnyModel?: boolean;
 }
 
@@ -97,6 +108,8 @@ export function buildSnapshot(revision: number, parts: SnapshotParts): GatewaySn
     backends: new Map((parts.backends ?? []).map((b) => [b.name, Object.freeze({ ...b })])),
     backendRefs: new Map((parts.backendRefs ?? []).map((r) => [r.id, Object.freeze({ ...r })])),
     forceStreamUsage: parts.forceStreamUsage ?? false,
+    routeCosts: parts.routeCosts ?? new Map(),
+    rateLimits: parts.rateLimits ?? new Map(),
   });
 }
 

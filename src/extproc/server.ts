@@ -9,6 +9,7 @@ import { type RouterInput, routerStreamMachine } from "../actors/router_stream.t
 import { type AttemptInput, attemptStreamMachine, type RouterStreamRef } from "../actors/attempt_stream.ts";
 import type { UpstreamCredentials } from "../actors/prepare_upstream.ts";
 import { BearerTokenFile } from "../protocol/auth/bearer_token_file.ts";
+import type { UsageEvent } from "../usage/usage_event.ts";
 import type { GatewaySnapshot } from "../control/snapshot.ts";
 import { type Clock, systemClock } from "../observability/clock.ts";
 import { ExtProcMetrics } from "../observability/extproc_metrics.ts";
@@ -31,6 +32,8 @@ export interface ExtProcServerOptions {
   readonly maxBodyBytes?: number;
   /** How attempts read rotated tokens and tell the time for signatures; the default reads files. */
   readonly credentials?: UpstreamCredentials;
+  /** Receives one usage event per routed request (the usage publisher). */
+  readonly onUsage?: (event: UsageEvent) => void;
 }
 
 /** Rotated bearer token files, one cached reader per path (re-read when the file changes). */
@@ -151,6 +154,7 @@ export class ExtProcServer {
       clock: this.#clock,
       metrics: this.metrics,
       logger: this.#o.logger,
+      ...(this.#o.onUsage ? { onUsage: this.#o.onUsage } : {}),
       onClosed: () => {
         this.#routers.delete(streamId);
         this.#open--;

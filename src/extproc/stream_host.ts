@@ -9,6 +9,7 @@ import { type EnvoyEvent, phaseOf, type StreamEmitted, toEnvoyEvent } from "../a
 import type { Clock } from "../observability/clock.ts";
 import type { ExtProcMetrics, StreamRole } from "../observability/extproc_metrics.ts";
 import type { Logger } from "../observability/logger.ts";
+import type { UsageEvent } from "../usage/usage_event.ts";
 
 export type ExtProcCall = grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>;
 
@@ -18,6 +19,8 @@ export interface StreamHostDeps {
   readonly logger: Logger;
   /** Called once when the stream is fully closed, after its actor has stopped. */
   readonly onClosed: () => void;
+  /** Where usage events go (the publisher); dropped when absent. */
+  readonly onUsage?: (event: UsageEvent) => void;
 }
 
 interface StreamSummary {
@@ -70,6 +73,9 @@ export function hostStream<L extends AnyActorLogic>(
       metrics.immediateResponses.inc({ status: e.response.response.value.status?.code ?? 0 });
     }
     call.write(e.response);
+  });
+  actor.on("usage", (e: StreamEmitted) => {
+    if (e.type === "usage") deps.onUsage?.(e.event);
   });
   actor.on("violation", (e: StreamEmitted) => {
     if (e.type === "violation") close("protocol", { code: GrpcStatus.INVALID_ARGUMENT, details: e.message });
