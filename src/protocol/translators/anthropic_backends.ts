@@ -15,6 +15,9 @@ import type { AnthropicEvent, Json } from "./anthropic_messages.ts";
 import { inexpressible, isJsonObject, parseJson } from "./anthropic_messages.ts";
 import { SseParser } from "../sse.ts";
 import type { AwsEvent } from "../aws_event_stream.ts";
+import { Buffer } from "node:buffer";
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 import { AwsEventStreamParser } from "../aws_event_stream.ts";
 
 /** What a chunk of a streamed body held: the events it completed, then why the rest cannot be read, if so. */
@@ -156,13 +159,9 @@ function awsEvent(e: AwsEvent): AnthropicEvent | string | undefined {
   if (e.eventType !== "chunk") return undefined;
   const bytes = isJsonObject(payload) ? payload.bytes : undefined;
   if (typeof bytes !== "string") return "a chunk event has no base64 bytes";
-  let binary: string;
-  try {
-    binary = atob(bytes);
-  } catch {
-    return "a chunk event's bytes are not base64";
-  }
-  return eventOf(utf8.decode(Uint8Array.from(binary, (c) => c.charCodeAt(0))));
+  // Validated, then decoded natively: atob plus a per-character copy cost ~20 µs a chunk.
+  if (bytes.length % 4 !== 0 || !BASE64.test(bytes)) return "a chunk event's bytes are not base64";
+  return eventOf(utf8.decode(Buffer.from(bytes, "base64")));
 }
 
 /**

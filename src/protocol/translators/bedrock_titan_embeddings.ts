@@ -6,6 +6,7 @@ import { count, usage as tokenUsage } from "../usage.ts";
 import type { TokenUsage } from "../usage.ts";
 import { bedrockErrorBody, bedrockModelPath } from "./bedrock_converse.ts";
 import { clientErrorBody, jsonBytes } from "./translator.ts";
+import { Buffer } from "node:buffer";
 import type { ClientError, ResponseTranslator, TranslateRequest, Translator, UpstreamRequest } from "./translator.ts";
 
 const PREFIX = "Cannot translate request for AWS Bedrock Titan embeddings: ";
@@ -124,10 +125,7 @@ class TitanResponse implements ResponseTranslator {
 function float32Base64(vector: readonly number[]): string {
   const view = new DataView(new ArrayBuffer(vector.length * 4));
   vector.forEach((x, i) => view.setFloat32(i * 4, x, true));
-  const bytes = new Uint8Array(view.buffer);
-  let binary = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return btoa(binary);
+  return Buffer.from(view.buffer).toString("base64");
 }
 
 function concat(chunks: readonly Uint8Array[]): Uint8Array {
