@@ -10,6 +10,7 @@ import {
   ProcessingResponse,
 } from "../src/protocol/gen/envoy/service/ext_proc/v3/external_processor.ts";
 import { bodyRequest, headersRequest } from "../src/protocol/ext_proc_request.ts";
+import { continueResponse, headerMutation } from "../src/protocol/ext_proc.ts";
 import { ROLE_METADATA } from "../src/extproc/server.ts";
 import { MODEL_HEADER, ORIGINAL_PATH_HEADER, REQUEST_ID_HEADER } from "../src/actors/router_stream.ts";
 
@@ -19,19 +20,31 @@ const USAGE = `Usage: deno run -A bench/extproc_bench.ts [flags]
   --concurrency C     lifecycles in flight at once (default 16)
   --transport T       unix or tcp (default unix)
   --warmup N          lifecycles run before measuring (default 2000; 0 for none)
+  --server S          tollgate (default), or baseline: a bare grpc-js + ts-proto ExtProc server on the same
+                      Deno that answers every message with CONTINUE, the floor Tollgate's figures sit on
+  --cpu-prof DIR      run the server under deno --cpu-prof, writing its V8 profile into DIR (the client then
+                      goes through a byte relay, which costs the client CPU, not the server)
   -h, --help          show this help
+
+Exit status: 0 when every lifecycle was answered correctly and the server exited cleanly; 1 when a lifecycle
+failed (the figures are then not valid); 3 when the figures are valid but the server crashed or did not exit 0.
 `;
 const MODEL = "gpt-4o-mini";
 /** No lifecycle finishing for this long means the sidecar hangs: cancel what is open and fail the run. */
 const STALL_MS = 15_000;
 const STARTUP_MS = 30_000;
 const SHUTDOWN_MS = 15_000;
+const DISCONNECT_GRACE_MS = 1_000;
 
 interface Options {
   readonly requests: number;
   readonly concurrency: number;
   readonly transport: "unix" | "tcp";
   readonly warmup: number;
+  readonly server: "tollgate" | "baseline";
+  readonly cpuProf: string | undefined;
+  /** Internal: this process is the baseline server, listening here. */
+  readonly serveBaseline: string | undefined;
 }
 
 function parseOptions(args: string[]): Options {
@@ -43,6 +56,9 @@ function parseOptions(args: string[]): Options {
       concurrency: { type: "string", default: "16" },
       transport: { type: "string", default: "unix" },
       warmup: { type: "string", default: "2000" },
+      server: { type: "string", default: "tollgate" },
+      "cpu-prof": { type: "string" },
+      "serve-baseline": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -57,6 +73,9 @@ function parseOptions(args: string[]): Options {
     }
     return n;
   };
+  if (values.server !== "tollgate" && values.server !== "baseline") {
+    throw new Error(`--server must be tollgate or baseline, got "${values.server}"`);
+  }
   if (values.transport !== "unix" && values.transport !== "tcp") {
     throw new Error(`--transport must be unix or tcp, got "${values.transport}"`);
   }
@@ -65,6 +84,9 @@ function parseOptions(args: string[]): Options {
     concurrency: int("concurrency", values.concurrency, 1),
     transport: values.transport,
     warmup: int("warmup", values.warmup, 0),
+    server: values.server === "baseline" ? "baseline" : "tollgate",
+    cpuProf: values["cpu-prof"],
+    serveBaseline: values["serve-baseline"],
   };
 }
 
@@ -344,9 +366,14 @@ async function rssMiB(pid: number): Promise<number> {
   return m ? Math.round(Number(m[1]) / 102.4) / 10 : NaN;
 }
 
-async function output(cmd: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "null" }).output();
-  return out.success ? new TextDecoder().decode(out.stdout).trim() : "unknown";
+async function output(cmd: string, args: string[]): Promise<string | undefined> {
+  const out = await new Deno.Command(cmd, {
+    args,
+    cwd: new URL("..", import.meta.url).pathname,
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return out.success ? new TextDecoder().decode(out.stdout).trim() : undefined;
 }
 
 interface Sidecar {
@@ -354,25 +381,60 @@ interface Sidecar {
   readonly target: string;
   /** Lines the sidecar logged at warn or above after it started listening. */
   readonly warnings: string[];
+  /** Its last few log lines, shown when it does not exit cleanly. */
+  readonly tail: string[];
 }
 
-async function startSidecar(listen: string): Promise<Sidecar> {
-  const bin = new URL("../bin/tollgate", import.meta.url).pathname;
-  const args = [
-    "extproc",
-    "--listen",
-    listen,
-    "--admin",
-    "off",
-    "--log-level",
-    "info",
-    "--model",
-    MODEL,
-    "--grace",
-    "5",
-  ];
-  const process = new Deno.Command(bin, { args, stdout: "piped", stderr: "inherit", stdin: "null" }).spawn();
+/**
+ * Profiling only: a byte relay between the client and the server. Closing it ends the server's connection without
+ * a GOAWAY, which Deno 2.9.6 may abort on (denoland/deno#36788), so the server lives to write its profile.
+ */
+function startRelay(target: string): { readonly target: string; close(): void } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const server: Deno.ConnectOptions | Deno.UnixConnectOptions = target.startsWith("unix://")
+    ? { transport: "unix", path: target.slice("unix://".length) }
+    : { hostname: "127.0.0.1", port: Number(target.slice(target.lastIndexOf(":") + 1)) };
+  (async () => {
+    for await (const down of listener) {
+      const up = await Deno.connect(server as Deno.ConnectOptions);
+      for (const c of [down, up]) if ("setNoDelay" in c) (c as Deno.TcpConn).setNoDelay(true);
+      conns.push(down, up);
+      down.readable.pipeTo(up.writable).catch(() => {});
+      up.readable.pipeTo(down.writable).catch(() => {});
+    }
+  })().catch(() => {});
+  return {
+    target: `127.0.0.1:${listener.addr.port}`,
+    close() {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* already closed by its pipe */ }
+      }
+    },
+  };
+}
+
+/** The server's command line. bin/tollgate execs Deno, so the child's pid is the server's own. */
+function serverCommand(o: Options, listen: string): [string, string[]] {
+  const root = new URL("..", import.meta.url).pathname;
+  const flags = ["--listen", listen, "--admin", "off", "--log-level", "info", "--model", MODEL, "--grace", "5"];
+  if (o.server === "tollgate" && o.cpuProf === undefined) return [`${root}bin/tollgate`, ["extproc", ...flags]];
+  // Profiling needs Deno's own flags, which bin/tollgate does not pass through: same command line, no wrapper.
+  const deno = ["run", "--quiet", "--allow-all", `--config=${root}deno.json`];
+  if (o.cpuProf !== undefined) deno.push("--cpu-prof", `--cpu-prof-dir=${o.cpuProf}`);
+  return o.server === "tollgate"
+    ? [Deno.execPath(), [...deno, `${root}src/main.ts`, "extproc", ...flags]]
+    : [Deno.execPath(), [...deno, new URL(import.meta.url).pathname, "--serve-baseline", listen]];
+}
+
+async function startSidecar([cmd, args]: [string, string[]]): Promise<Sidecar> {
+  const env = { DENO_NO_UPDATE_CHECK: "1" };
+  const process = new Deno.Command(cmd, { args, env, stdout: "piped", stderr: "inherit", stdin: "null" }).spawn();
   const warnings: string[] = [];
+  const tail: string[] = [];
   let listening!: (address: string) => void;
   const ready = new Promise<string>((resolve) => (listening = resolve));
   // Drained to the end, so a chatty sidecar never blocks on a full pipe.
@@ -382,6 +444,8 @@ async function startSidecar(listen: string): Promise<Sidecar> {
       const lines = (buffered + chunk).split("\n");
       buffered = lines.pop()!;
       for (const line of lines) {
+        tail.push(line);
+        if (tail.length > 5) tail.shift();
         let entry: { level?: number; msg?: string; address?: string };
         try {
           entry = JSON.parse(line);
@@ -394,29 +458,43 @@ async function startSidecar(listen: string): Promise<Sidecar> {
     }
   })().catch((e) => console.error(`Cannot read the sidecar's log: ${e}`));
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const failed = Promise.race([
-    process.status.then((s) => `it exited with code ${s.code} before listening`),
-    new Promise<string>((
-      resolve,
-    ) => (timer = setTimeout(() => resolve(`not listening after ${STARTUP_MS} ms`), STARTUP_MS))),
-  ]);
-  const target = await Promise.race([ready, failed.then((why) => Promise.reject(new Error(why)))]).catch((e) => {
-    process.kill("SIGKILL");
-    throw new Error(`Cannot start the sidecar: ${e instanceof Error ? e.message : e}`);
-  }).finally(() => clearTimeout(timer));
-  return { process, target, warnings };
+  const late = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve(`not listening after ${STARTUP_MS} ms`), STARTUP_MS);
+  });
+  const exited = process.status.then((s) => `it exited with code ${s.code} before listening`);
+  const target = await Promise.race([ready, Promise.race([exited, late]).then((why) => Promise.reject(new Error(why)))])
+    .catch((e) => {
+      try {
+        process.kill("SIGKILL");
+      } catch { /* already gone */ }
+      throw new Error(`Cannot start the sidecar: ${e instanceof Error ? e.message : e}`);
+    })
+    .finally(() => clearTimeout(timer));
+  return { process, target, warnings, tail };
 }
 
-async function stopSidecar(s: Sidecar): Promise<number> {
+interface SidecarExit {
+  readonly code: number;
+  readonly signal: string | null;
+  /** It was already gone when we sent SIGTERM. */
+  readonly beforeSigterm: boolean;
+  readonly killed: boolean;
+}
+
+async function stopSidecar(s: Sidecar): Promise<SidecarExit> {
+  // Envoy closing its connection (GOAWAY) is an ordinary event; give a crash it causes a moment to show.
+  await new Promise((resolve) => setTimeout(resolve, DISCONNECT_GRACE_MS));
+  const early = await Promise.race([s.process.status, new Promise<null>((resolve) => setTimeout(resolve, 0, null))]);
+  if (early) return { code: early.code, signal: early.signal, beforeSigterm: true, killed: false };
   s.process.kill("SIGTERM");
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const killed = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), SHUTDOWN_MS)));
-  const status = await Promise.race([s.process.status, killed]);
+  const expired = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), SHUTDOWN_MS)));
+  const status = await Promise.race([s.process.status, expired]);
   clearTimeout(timer);
-  if (status) return status.code;
+  if (status) return { code: status.code, signal: status.signal, beforeSigterm: false, killed: false };
   s.process.kill("SIGKILL");
-  await s.process.status;
-  return -1;
+  const last = await s.process.status;
+  return { code: last.code, signal: last.signal, beforeSigterm: false, killed: true };
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -426,6 +504,43 @@ function percentile(sorted: Float64Array, p: number): number {
 
 const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
 
+/**
+ * `--server baseline`: what a naive grpc-js + ts-proto ExtProc server costs on the same Deno with the same traffic.
+ * It decodes each message, parses the request body for the model, answers CONTINUE with the headers Tollgate sets,
+ * and closes the stream where Tollgate does; no actors, metrics or logs.
+ */
+async function serveBaseline(listen: string): Promise<number> {
+  const server = new grpc.Server({
+    "grpc.max_concurrent_streams": 100_000,
+    "grpc.max_receive_message_length": 64 << 20,
+  });
+  server.addService(ExternalProcessorService, {
+    process: (call: grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>) => {
+      const upstream = call.metadata.get(ROLE_METADATA)[0] === "upstream";
+      call.on("data", (req: ProcessingRequest) => {
+        const r = req.request;
+        if (r === undefined) return call.end();
+        let mutation: Record<string, string> | undefined;
+        if (r.$case === "requestBody") {
+          const body = JSON.parse(utf8.decode(r.value.body)) as { model: string };
+          mutation = { [MODEL_HEADER]: body.model, [REQUEST_ID_HEADER]: crypto.randomUUID() };
+        }
+        call.write(continueResponse(r.$case, mutation ? { headerMutation: headerMutation(mutation) } : {}));
+        if (upstream || r.$case === "responseBody") call.end();
+      });
+      call.on("error", () => {});
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(listen, grpc.ServerCredentials.createInsecure(), (e, p) => e ? reject(e) : resolve(p))
+  );
+  const address = listen.startsWith("unix:") ? listen : `127.0.0.1:${port}`;
+  console.log(JSON.stringify({ level: 30, msg: "ExtProc server listening", address }));
+  await new Promise<void>((resolve) => Deno.addSignalListener("SIGTERM", resolve));
+  await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+  return 0;
+}
+
 async function main(): Promise<number> {
   let o: Options;
   try {
@@ -434,12 +549,26 @@ async function main(): Promise<number> {
     console.error(`extproc_bench: ${e instanceof Error ? e.message.split("\n")[0] : e}\n\n${USAGE}`);
     return 2;
   }
+  if (o.serveBaseline !== undefined) return await serveBaseline(o.serveBaseline);
   const ticks = Number(await output("getconf", ["CLK_TCK"])) || 100;
+  // Read before the sidecar starts: that is the code it runs. "dirty" covers only what the sidecar loads.
+  const commit = await output("git", ["rev-parse", "--short", "HEAD"]) ?? "unknown";
+  const status = ["--no-optional-locks", "status", "--porcelain", "--", "src", "bin", "deno.json", "package.json"];
+  const changes = commit === "unknown" ? undefined : await output("git", status);
+  const dirty = changes === undefined ? null : changes !== "";
   const dir = o.transport === "unix" ? await Deno.makeTempDir({ prefix: "tollgate-bench-" }) : undefined;
-  const sidecar = await startSidecar(dir ? `unix://${dir}/extproc.sock` : "127.0.0.1:0");
+  let sidecar: Sidecar;
+  try {
+    sidecar = await startSidecar(serverCommand(o, dir ? `unix://${dir}/extproc.sock` : "127.0.0.1:0"));
+  } catch (e) {
+    console.error(e instanceof Error ? e.message : String(e));
+    if (dir) await Deno.remove(dir, { recursive: true }).catch(() => {});
+    return 1;
+  }
   const pid = sidecar.process.pid;
-  const driver = new Driver(sidecar.target);
-  let measured: PhaseResult, sidecarCpu: number, clientCpu: number, rss: number;
+  const relay = o.cpuProf === undefined ? undefined : startRelay(sidecar.target);
+  const driver = new Driver(relay?.target ?? sidecar.target);
+  let measured: PhaseResult, sidecarCpu: number, clientCpu: number, rss: number, exit: SidecarExit;
   let warm: PhaseResult | undefined;
   try {
     if (o.warmup > 0) warm = await runPhase(driver, o.warmup, o.concurrency);
@@ -448,10 +577,14 @@ async function main(): Promise<number> {
     const [s1, c1] = [await cpuMicros(pid, ticks), await cpuMicros(Deno.pid, ticks)];
     [sidecarCpu, clientCpu, rss] = [s1 - s0, c1 - c0, await rssMiB(pid)];
   } finally {
+    relay?.close();
     driver.close();
+    exit = await stopSidecar(sidecar);
+    if (dir) await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
-  const exitCode = await stopSidecar(sidecar);
-  if (dir) await Deno.remove(dir, { recursive: true }).catch(() => {});
+  const exitText = `${exit.code}${exit.signal ? ` (${exit.signal})` : ""}` +
+    (exit.beforeSigterm ? ", died after the client disconnected, before SIGTERM" : "") +
+    (exit.killed ? `, killed: no exit ${SHUTDOWN_MS / 1000} s after SIGTERM` : "");
 
   const sorted = measured.latenciesMs.slice().sort();
   const mean = sorted.reduce((a, b) => a + b, 0) / sorted.length;
@@ -459,8 +592,8 @@ async function main(): Promise<number> {
   const result = {
     bench: "extproc",
     date: new Date().toISOString(),
-    commit: await output("git", ["rev-parse", "--short", "HEAD"]),
-    dirty: (await output("git", ["--no-optional-locks", "status", "--porcelain"])) !== "",
+    commit,
+    dirty,
     transport: o.transport,
     concurrency: o.concurrency,
     requests: o.requests,
@@ -480,7 +613,9 @@ async function main(): Promise<number> {
     sidecarRssMiB: rss,
     errors,
     sidecarWarnings: sidecar.warnings.length,
-    sidecarExitCode: exitCode,
+    sidecarExitCode: exit.code,
+    sidecarExitSignal: exit.signal,
+    sidecarDiedBeforeSigterm: exit.beforeSigterm,
     cpus: navigator.hardwareConcurrency,
     deno: Deno.version.deno,
   };
@@ -494,13 +629,18 @@ async function main(): Promise<number> {
     ["client CPU", `${result.clientCpuUsPerRequest} µs/request`],
     ["sidecar RSS after", `${rss} MiB`],
     ["errors", String(errors)],
-    ["sidecar warnings / exit", `${sidecar.warnings.length} / ${exitCode}`],
+    ["sidecar warnings", String(sidecar.warnings.length)],
+    ["sidecar exit", exitText],
   ];
   for (const [k, v] of rows) console.log(`${k.padEnd(26)}${v}`);
   for (const why of [...(warm?.samples ?? []), ...measured.samples]) console.error(`error: ${why}`);
   for (const line of sidecar.warnings.slice(0, 5)) console.error(`sidecar: ${line}`);
+  if (exit.code !== 0) {
+    console.error(`The sidecar exited with code ${exitText}; its last log lines:`);
+    for (const line of sidecar.tail) console.error(`  ${line}`);
+  }
   console.log(JSON.stringify(result));
-  return errors > 0 || exitCode !== 0 ? 1 : 0;
+  return errors > 0 ? 1 : exit.code !== 0 ? 3 : 0;
 }
 
 Deno.exit(await main());
