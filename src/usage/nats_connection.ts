@@ -1,0 +1,255 @@
+// NATS for every role: one way to connect (credentials and TLS passed through to nats.js), reconnecting forever,
+// and the JetStream stream that carries usage events and request hits.
+//
+// nats.js only reconnects forever once it has connected once; with `waitOnFirstConnect` it would also wait forever,
+// but with no way to give up. So the first connection is a loop of our own that an AbortSignal ends, and after it
+// nats.js reconnects by itself (maxReconnectAttempts -1, a jittered wait between attempts).
+import {
+  connect,
+  type ConnectionOptions,
+  type JetStreamManager,
+  nanos,
+  type NatsConnection,
+  NatsError,
+  nkeyAuthenticator,
+  RetentionPolicy,
+  type Status,
+  StorageType,
+  type StreamConfig,
+  type StreamInfo,
+  type TlsOptions,
+} from "nats";
+import type { Clock } from "../observability/clock.ts";
+import { systemClock } from "../observability/clock.ts";
+
+export interface NatsConnectOptions {
+  readonly servers: string | readonly string[];
+  /** Shown by the server (connz) to tell connections apart: role and pod, e.g. "tollgate-extproc-7f9c". */
+  readonly name?: string;
+  readonly user?: string;
+  readonly pass?: string;
+  readonly token?: string;
+  /** An nkey user seed ("SU…"), as read from its file by the caller. */
+  readonly nkeySeed?: string;
+  /** Passed to nats.js as is: caFile/ca, certFile/cert, keyFile/key, handshakeFirst. */
+  readonly tls?: TlsOptions;
+  /** Base wait between two attempts to reach a server (default 2000 ms), plus a random jitter (default 500 ms). */
+  readonly reconnectWaitMs?: number;
+  readonly reconnectJitterMs?: number;
+  /** Limit for one attempt to connect (TCP, TLS and the INFO/CONNECT handshake; default 5000 ms). */
+  readonly connectTimeoutMs?: number;
+  /** Client pings: a connection is declared stale after maxPingOut unanswered pings (default 30 s, 2). */
+  readonly pingIntervalMs?: number;
+  readonly maxPingOut?: number;
+}
+
+export class NatsConnectError extends Error {
+  override readonly name = "NatsConnectError";
+}
+
+/** What a failed first attempt means: try again (server not there yet) or stop (the credentials are wrong). */
+function isPermanent(err: unknown): boolean {
+  return err instanceof NatsError && (err.isAuthError() || err.isPermissionError());
+}
+
+export function natsConnectionOptions(o: NatsConnectOptions): ConnectionOptions {
+  const options: ConnectionOptions = {
+    servers: typeof o.servers === "string" ? o.servers : [...o.servers],
+    reconnect: true,
+    maxReconnectAttempts: -1,
+    waitOnFirstConnect: false,
+    reconnectTimeWait: o.reconnectWaitMs ?? 2000,
+    reconnectJitter: o.reconnectJitterMs ?? 500,
+    reconnectJitterTLS: o.reconnectJitterMs ?? 1000,
+    timeout: o.connectTimeoutMs ?? 5000,
+    pingInterval: o.pingIntervalMs ?? 30_000,
+    maxPingOut: o.maxPingOut ?? 2,
+  };
+  if (o.name !== undefined) options.name = o.name;
+  if (o.user !== undefined) options.user = o.user;
+  if (o.pass !== undefined) options.pass = o.pass;
+  if (o.token !== undefined) options.token = o.token;
+  if (o.nkeySeed !== undefined) options.authenticator = nkeyAuthenticator(new TextEncoder().encode(o.nkeySeed.trim()));
+  if (o.tls !== undefined) options.tls = o.tls;
+  return options;
+}
+
+/**
+ * nats.js v2's node transport, on Deno, drops its socket listeners when it closes a connection the server refused
+ * (-ERR Authorization Violation) while the server resets the same socket: the reset then surfaces, one tick after
+ * connect() rejected, as an uncaught ECONNRESET that would end the process. This waits out that tick and swallows
+ * exactly that error (a socket reset nobody listens to any more), nothing else.
+ */
+async function outlastSocketReset(): Promise<void> {
+  const swallow = (e: ErrorEvent) => {
+    const code = (e.error as { code?: unknown } | undefined)?.code;
+    if (code === "ECONNRESET" || code === "EPIPE") e.preventDefault();
+  };
+  globalThis.addEventListener("error", swallow);
+  try {
+    await new Promise((r) => setTimeout(r, 10));
+  } finally {
+    globalThis.removeEventListener("error", swallow);
+  }
+}
+
+/**
+ * A live NATS connection that reconnects by itself. `closed()` resolves once it is closed for good: undefined
+ * after `close()`, the error when nats.js gave up (an authorization error on reconnect, for instance).
+ */
+export interface NatsLink extends AsyncDisposable {
+  readonly nc: NatsConnection;
+  closed(): Promise<Error | undefined>;
+  /** Tells `listener` when the connection drops (false) and comes back (true); returns the unsubscribe. */
+  watch(listener: (connected: boolean) => void): () => void;
+  close(): Promise<void>;
+}
+
+function linkOf(nc: NatsConnection): NatsLink {
+  const closed = nc.closed().then((e) => e instanceof Error ? e : undefined);
+  return {
+    nc,
+    closed: () => closed,
+    watch(listener) {
+      // A QueuedIterator underneath: stop() ends it, typed only as an AsyncIterable.
+      const status = nc.status() as AsyncIterable<Status> & { stop?: () => void };
+      let active = true;
+      (async () => {
+        for await (const s of status) {
+          if (!active) break;
+          if (s.type === "disconnect") listener(false);
+          else if (s.type === "reconnect") listener(true);
+        }
+      })().catch(() => {});
+      closed.then(() => active && listener(false));
+      return () => {
+        active = false;
+        status.stop?.();
+      };
+    },
+    close: async () => {
+      if (!nc.isClosed()) await nc.close();
+      await closed;
+    },
+    async [Symbol.asyncDispose]() {
+      await this.close();
+    },
+  };
+}
+
+/**
+ * Connects, trying again after a jittered wait while no server answers, until `signal` aborts. Wrong credentials
+ * fail at once with a NatsConnectError: waiting would not fix them.
+ */
+export async function connectNats(
+  o: NatsConnectOptions,
+  { signal, clock = systemClock, onRetry }: {
+    signal?: AbortSignal;
+    clock?: Clock;
+    onRetry?: (err: unknown, attempt: number) => void;
+  } = {},
+): Promise<NatsLink> {
+  const options = natsConnectionOptions(o);
+  const where = [o.servers].flat().join(", ");
+  for (let attempt = 1;; attempt++) {
+    signal?.throwIfAborted();
+    try {
+      const nc = await connect(options);
+      if (signal?.aborted) {
+        await nc.close();
+        signal.throwIfAborted();
+      }
+      return linkOf(nc);
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      if (isPermanent(err)) {
+        await outlastSocketReset();
+        throw new NatsConnectError(`Cannot connect to NATS at ${where}: ${(err as Error).message}`, { cause: err });
+      }
+      onRetry?.(err, attempt);
+    }
+    const wait = (options.reconnectTimeWait ?? 2000) + Math.random() * (options.reconnectJitter ?? 0);
+    await new Promise<void>((resolve, reject) => {
+      const timer = clock.setTimeout(() => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      }, wait);
+      const onAbort = () => {
+        clock.clearTimeout(timer);
+        reject(signal?.reason);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+}
+
+export const USAGE_STREAM = "TOLLGATE_USAGE";
+export const USAGE_SUBJECTS = ["tollgate.usage.>", "tollgate.hits.>"] as const;
+
+export interface UsageStreamOptions {
+  readonly name?: string;
+  readonly subjects?: readonly string[];
+  /** 1 for a single server, 3 for a cluster (survives the loss of one node). */
+  readonly replicas?: number;
+  /**
+   * How long JetStream remembers a Nats-Msg-Id to drop a second copy (default 10 minutes). Publishers re-send an
+   * event whose acknowledgement they never got when they replay their spool, and that copy is only dropped if it
+   * arrives within this window of the first: it must be at least the longest NATS outage (plus a probe interval)
+   * for which "counted once" must hold. Beyond it, events that were in flight at the moment NATS failed (at most
+   * the publisher's maxInFlight) may be stored twice; events spooled while NATS was down are sent once whatever the
+   * outage. JetStream keeps every id of the window in memory: ~100 bytes per event in the window.
+   */
+  readonly duplicateWindowMs?: number;
+  /** How long events are kept (default 7 days); aggregators snapshot well within it. */
+  readonly maxAgeMs?: number;
+}
+
+function isStreamNotFound(err: unknown): boolean {
+  return err instanceof NatsError && err.api_error?.err_code === 10059;
+}
+
+function isNameInUse(err: unknown): boolean {
+  return err instanceof NatsError && err.api_error?.err_code === 10058;
+}
+
+/**
+ * Creates the usage stream, or updates the settings we own on an existing one (subjects, replicas, duplicate
+ * window, max age), so every role can call it at start. Limits retention and file storage cannot be changed on an
+ * existing stream: a stream created otherwise is an error, not something to paper over.
+ */
+export async function ensureUsageStream(jsm: JetStreamManager, o: UsageStreamOptions = {}): Promise<StreamInfo> {
+  const want = {
+    name: o.name ?? USAGE_STREAM,
+    subjects: [...(o.subjects ?? USAGE_SUBJECTS)],
+    num_replicas: o.replicas ?? 1,
+    duplicate_window: nanos(o.duplicateWindowMs ?? 10 * 60_000),
+    max_age: nanos(o.maxAgeMs ?? 7 * 24 * 3600_000),
+  };
+  for (let attempt = 0;; attempt++) {
+    let current: StreamInfo;
+    try {
+      current = await jsm.streams.info(want.name);
+    } catch (err) {
+      if (!isStreamNotFound(err)) throw err;
+      try {
+        return await jsm.streams.add({ ...want, retention: RetentionPolicy.Limits, storage: StorageType.File });
+      } catch (addErr) {
+        // Another process created it between our two calls: read it again and compare.
+        if (isNameInUse(addErr) && attempt === 0) continue;
+        throw addErr;
+      }
+    }
+    const c = current.config;
+    if (c.retention !== RetentionPolicy.Limits || c.storage !== StorageType.File) {
+      throw new Error(
+        `Cannot use stream ${want.name} for usage: it has ${c.retention} retention and ${c.storage} storage, ` +
+          `usage needs limits retention and file storage`,
+      );
+    }
+    const same = c.num_replicas === want.num_replicas && c.duplicate_window === want.duplicate_window &&
+      c.max_age === want.max_age && [...c.subjects].sort().join() === [...want.subjects].sort().join();
+    if (same) return current;
+    const update: Partial<StreamConfig> = { ...c, ...want };
+    return await jsm.streams.update(want.name, update);
+  }
+}
