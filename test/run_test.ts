@@ -158,3 +158,43 @@ Deno.test("tollgate run routes Anthropic's clients and OpenAI's clients to Anthr
   await stderr.cancel();
   await child.stdout.cancel();
 });
+
+Deno.test("tollgate run enforces Envoy AI Gateway's token rate limit example: a user is limited after spending the budget, another is not", async () => {
+  // Every answer reports 5 input tokens; the example's first rule allows 10 input tokens per hour per x-user-id.
+  await using upstream = await startFakeUpstream((r) => {
+    const model = JSON.parse(r.body).model;
+    return Response.json({
+      id: "c",
+      object: "chat.completion",
+      created: 1,
+      model,
+      choices: [{ index: 0, message: { role: "assistant", content: "ok" }, finish_reason: "stop" }],
+      usage: { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 },
+    });
+  });
+  const dir = await Deno.makeTempDir();
+  const example = await Deno.readTextFile("testdata/resources/token_ratelimit/token_ratelimit.yaml");
+  await Deno.writeTextFile(`${dir}/gateway.yaml`, example.replace("port: 18080", `port: ${upstream.port}`));
+  const { child, port, banner, stderr } = await startRun(baseEnv, [`${dir}/gateway.yaml`]);
+  assertMatch(banner, /rate-limit rule\(s\) enforced in process/);
+  const ask = (user: string) =>
+    fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-user-id": user },
+      body: JSON.stringify({ model: "rate-limit-funky-model", messages: [{ role: "user", content: "hi" }] }),
+    }).then(async (r) => {
+      await r.body?.cancel();
+      return r.status;
+    });
+  assertEquals(await ask("alice"), 200);
+  assertEquals(await ask("alice"), 200);
+  // alice has now spent 10 input tokens: the check before the upstream refuses her.
+  assertEquals(await ask("alice"), 429);
+  assertEquals(await ask("bob"), 200);
+  assertEquals(upstream.seen.length, 3);
+  child.kill("SIGTERM");
+  assertEquals((await child.status).code, 0);
+  await stderr.cancel();
+  await child.stdout.cancel();
+  await Deno.remove(dir, { recursive: true });
+});

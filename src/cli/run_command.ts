@@ -13,7 +13,10 @@ import { startEchoProvider } from "../demo/echo_provider.ts";
 import { DEMO_MODEL } from "../control/snapshot.ts";
 import { listFlag, logLevelFlag, type Parsed, secondsFlag, stringFlag, UsageError } from "./args.ts";
 import { buildRunTopology, providersFromEnv, type RunTopology } from "./run_providers.ts";
-import { formatErrors, loadGatewayConfig } from "../control/gateway_config.ts";
+import { DEFAULT_RATE_LIMIT_DOMAIN, formatErrors, loadGatewayConfig } from "../control/gateway_config.ts";
+import { type LocalRateLimits, startLocalRateLimits } from "./run_rate_limits.ts";
+import { RateLimitFilter } from "../edge/rate_limit_filter.ts";
+import type { UsageEvent } from "../usage/usage_event.ts";
 
 export const RUN_FLAGS = {
   listen: { type: "string" },
@@ -79,6 +82,7 @@ export async function runGateway(p: Parsed): Promise<number> {
   const logTo = accessLog === "off" ? {} : { accessLog };
   let echo: Awaited<ReturnType<typeof startEchoProvider>> | undefined;
   let topology: RunTopology;
+  let limits: LocalRateLimits | undefined;
   const notes: string[] = [];
   if (p.positionals.length > 0) {
     // Resource files: exactly what the controller would compile, served on this machine.
@@ -86,6 +90,7 @@ export async function runGateway(p: Parsed): Promise<number> {
       extProcTarget: `unix://${socket}`,
       listener,
       env: Deno.env.toObject(),
+      rateLimit: { target: `unix://${dir}/rls.sock`, domain: DEFAULT_RATE_LIMIT_DOMAIN },
       ...logTo,
     });
     if (!loaded.ok) {
@@ -96,6 +101,14 @@ export async function runGateway(p: Parsed): Promise<number> {
     }
     topology = { edge: loaded.edge, snapshot: loaded.snapshot };
     notes.push(`Serving ${p.positionals.join(", ")}`, ...loaded.notes);
+    if (loaded.compiled.rateLimitRules.length > 0) {
+      limits = await startLocalRateLimits(loaded.compiled, {
+        socketPath: `${dir}/rls.sock`,
+        domain: DEFAULT_RATE_LIMIT_DOMAIN,
+        logger,
+      });
+      notes.push(`${loaded.compiled.rateLimitRules.length} rate-limit rule(s) enforced in process`);
+    }
   } else {
     const discovery = providersFromEnv(Deno.env.toObject());
     echo = discovery.demo ? await startEchoProvider([DEMO_MODEL]) : undefined;
@@ -121,11 +134,22 @@ export async function runGateway(p: Parsed): Promise<number> {
     snapshot: () => topology.snapshot,
     logger,
     registry,
+    ...(limits ? { onUsage: (e: UsageEvent) => limits!.apply(e) } : {}),
   });
   await extproc.start();
+  const rateLimiter = limits
+    ? new RateLimitFilter({
+      domain: limits.domain,
+      target: limits.target,
+      timeoutMs: 200,
+      failureModeDeny: false,
+      enableXRateLimitHeaders: true,
+    }, { clock: systemClock, logger })
+    : undefined;
   const edge = new EdgeServer(topology.edge, {
     clock: systemClock,
     logger,
+    ...(rateLimiter ? { rateLimiter } : {}),
     ...(topology.edge.accessLog ? { accessLog: accessLogSink(topology.edge.accessLog) } : {}),
   });
   const http = await listenEdge(edge, listen.host, listen.port);
@@ -165,6 +189,8 @@ export async function runGateway(p: Parsed): Promise<number> {
   const stopped = http.shutdown();
   await Promise.race([stopped, new Promise((r) => setTimeout(r, graceSeconds * 1000))]);
   await extproc.drain(graceSeconds * 1000);
+  rateLimiter?.close();
+  await limits?.[Symbol.asyncDispose]();
   await adminServer?.shutdown();
   await echo?.shutdown();
   await Deno.remove(dir, { recursive: true }).catch(() => {});

@@ -36,7 +36,7 @@ import type { ResourceError } from "../control/resources/errors.ts";
 import { formatListenAddress, type ListenAddress } from "../extproc/listen_address.ts";
 import type { Logger } from "../observability/logger.ts";
 import { CounterStore } from "./counter_store.ts";
-import { descriptorCounterKey, type LimitSpec, RateLimitRules } from "./rate_limit_rules.ts";
+import { descriptorCounterKey, type LimitSpec, type MatchedLimit, RateLimitRules } from "./rate_limit_rules.ts";
 import type { RlsConfigResult } from "./rls_config.ts";
 import { type RateLimitUnitName, type WindowId, type WindowKey, windowKey, windowOf } from "./windows.ts";
 
@@ -90,9 +90,11 @@ export interface RlsDecisionMode {
   readonly onHit?: (hit: AppliedHit) => void;
   /** Adds the headers of the descriptor closest to its limit (the last over-limit one, if any). */
   readonly rateLimitHeaders?: RateLimitHeaderNames;
+  /** Limits whose counters something else feeds: their descriptors are only checked, as with a hits_addend of 0. */
+  readonly checkOnly?: (limit: MatchedLimit) => boolean;
 }
 
-type Matched = { limit: LimitSpec; shadowMode: boolean; counterKey: string } | undefined;
+type Matched = MatchedLimit | undefined;
 
 export function decideRateLimit(
   request: RlsRequest,
@@ -115,7 +117,7 @@ export function decideRateLimit(
     if (m.limit.kind === "unlimited") return { code: OK, limitRemaining: MAX_UINT32 };
     if (m.limit.name !== "" && replaced.has(m.limit.name)) return { code: OK, limitRemaining: 0 };
     const { unit, requestsPerUnit: limit, name } = m.limit;
-    const hits = descriptor.hitsAddend ?? Math.max(1, request.hitsAddend);
+    const hits = mode.checkOnly?.(m) ? 0 : descriptor.hitsAddend ?? Math.max(1, request.hitsAddend);
     const window = windowOf(unit, nowMs, rules.windows);
     const key = windowKey(m.counterKey, window.id);
     const current = store.get(key) + (pending.get(key) ?? 0);
@@ -157,7 +159,8 @@ function matchRequestDescriptor(domain: string, d: RlsDescriptor, rules: RateLim
   const unit = (Object.keys(WIRE_UNITS) as RateLimitUnitName[]).find((u) => WIRE_UNITS[u] === d.limit!.unit as number);
   if (!unit) throw new RlsRequestError(`Rate limit override has an unknown unit (${d.limit.unit})`);
   const limit: LimitSpec = { kind: "limited", unit, requestsPerUnit: d.limit.requestsPerUnit, name: "", replaces: [] };
-  return { limit, shadowMode: false, counterKey: descriptorCounterKey(domain, d.entries) };
+  const statKey = [domain, ...d.entries.map((e) => `${e.key}_${e.value}`)].join(".");
+  return { domain, limit, shadowMode: false, counterKey: descriptorCounterKey(domain, d.entries), statKey };
 }
 
 function rateLimitHeaders(names: RateLimitHeaderNames, s: RateLimitResponse_DescriptorStatus): HeaderValue[] {
@@ -207,6 +210,13 @@ export interface RlsServerOptions {
   readonly onHits?: HitsHook;
   /** Off by default, as in envoyproxy/ratelimit. */
   readonly rateLimitHeaders?: RateLimitHeaderNames;
+  /**
+   * Limits whose counters usage events feed (the aggregator's token rules): hits a call carries for them are not
+   * added, only checked, so a deployment that also sends Envoy's apply_on_stream_done calls never counts twice.
+   */
+  readonly checkOnly?: (limit: MatchedLimit) => boolean;
+  /** Every answer, or the error answered instead (for metrics). Errors it throws are ignored. */
+  readonly onDecision?: (result: RateLimitResponse | Error) => void;
 }
 
 type RlsCall = grpc.ServerUnaryCall<RlsRequest, RateLimitResponse>;
@@ -292,13 +302,23 @@ export class RlsServer implements AsyncDisposable {
         applyHits: true,
         onHit,
         ...(this.#o.rateLimitHeaders ? { rateLimitHeaders: this.#o.rateLimitHeaders } : {}),
+        ...(this.#o.checkOnly ? { checkOnly: this.#o.checkOnly } : {}),
       };
-      cb(null, decideRateLimit(call.request, this.#rules, this.store, now, mode));
+      const response = decideRateLimit(call.request, this.#rules, this.store, now, mode);
+      this.#decided(response);
+      cb(null, response);
     } catch (err) {
+      this.#decided(err instanceof Error ? err : new Error(String(err)));
       if (err instanceof RlsRequestError) return cb({ code: grpc.status.INVALID_ARGUMENT, details: err.message });
       logger.error({ err, domain: call.request.domain }, "Rate limit decision failed");
       cb({ code: grpc.status.INTERNAL, details: "Rate limit decision failed" });
     }
+  }
+
+  #decided(result: RateLimitResponse | Error): void {
+    try {
+      this.#o.onDecision?.(result);
+    } catch { /* metrics must not change the answer */ }
   }
 }
 

@@ -1,0 +1,44 @@
+// `tollgate run`'s rate limiting, in one process: the aggregator's fold (AggregatorCore) fed directly by the
+// sidecar's usage events (the in-process bus), and the rate limit service on a Unix socket reading the same
+// counters, which the edge's ratelimit filter calls. Token rules are fed by usage events only; the edge's
+// stream-done call is check-only for them, so nothing is counted twice.
+import type { CompiledGateway } from "../control/compile/compiled.ts";
+import type { Logger } from "../observability/logger.ts";
+import { AggregatorCore, UsageFedRules } from "../usage/aggregator_core.ts";
+import { rulesFromCompiled } from "../usage/rls_config.ts";
+import { RlsServer } from "../usage/rls_service.ts";
+import type { UsageEvent } from "../usage/usage_event.ts";
+import { usageFedTemplates } from "../actors/aggregator/rule_files.ts";
+import { formatResourceError } from "../control/resources/errors.ts";
+
+export interface LocalRateLimits extends AsyncDisposable {
+  /** gRPC target of the rate limit service. */
+  readonly target: string;
+  readonly domain: string;
+  apply(event: UsageEvent): void;
+}
+
+export async function startLocalRateLimits(
+  compiled: CompiledGateway,
+  o: { readonly socketPath: string; readonly domain: string; readonly logger: Logger },
+): Promise<LocalRateLimits> {
+  const loaded = rulesFromCompiled(compiled.rateLimitRules);
+  if (!loaded.ok) throw new Error(`Invalid rate-limit rules:\n${loaded.errors.map(formatResourceError).join("\n")}`);
+  const usageFed = new UsageFedRules(usageFedTemplates(compiled, o.domain));
+  const core = new AggregatorCore({ replica: "run", rules: loaded.rules, usageFed });
+  const rls = await RlsServer.start({
+    listen: { kind: "unix", path: o.socketPath },
+    rules: loaded.rules,
+    logger: o.logger,
+    store: core.view,
+    checkOnly: (limit) => usageFed.covers(limit.counterKey),
+  });
+  return {
+    target: `unix://${o.socketPath}`,
+    domain: o.domain,
+    apply: (event) => void core.applyUsage(event),
+    async [Symbol.asyncDispose]() {
+      await rls.close();
+    },
+  };
+}
