@@ -1,6 +1,7 @@
 // Every `tollgate` subcommand: its flags, its help, and what it runs. Subcommands whose capability lands with a
 // later issue parse their flags and then say plainly that they are not built yet.
 import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
+import { AGGREGATOR_FLAGS, AGGREGATOR_HELP, aggregatorCommand } from "./aggregator_command.ts";
 import { EXTPROC_FLAGS, EXTPROC_HELP, runSidecar, sidecarOptions } from "./extproc_command.ts";
 import { VERSION } from "../version.ts";
 import { RUN_FLAGS, RUN_HELP, runGateway } from "./run_command.ts";
@@ -54,13 +55,12 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     positionals: 64,
     run: (args) => runGateway(parseFlags("run", args, RUN_FLAGS, 64)),
   },
-  aggregator: pending(
-    "aggregator",
-    "Fold usage events from NATS JetStream into rate-limit windows and serve Envoy's rate limit service.",
-    "--nats URL [--listen :8081] [--admin :1064]",
-    { nats: { type: "string" }, listen: { type: "string" }, admin: { type: "string" } },
-    "issue #5 (token usage over NATS and the clustered aggregator)",
-  ),
+  aggregator: {
+    summary: "Fold usage events from NATS JetStream into rate-limit windows and serve Envoy's rate limit service",
+    help: AGGREGATOR_HELP,
+    flags: AGGREGATOR_FLAGS,
+    run: aggregatorCommand,
+  },
   controller: pending(
     "controller",
     "Watch resources, compile them and publish config snapshots to NATS KV.",

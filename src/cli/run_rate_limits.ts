@@ -33,11 +33,14 @@ export async function startLocalRateLimits(
     store: core.view,
     checkOnly: (limit) => usageFed.covers(limit.counterKey),
   });
+  // Expired windows are dropped once a minute, so a long-running gateway does not keep every old counter.
+  const pruning = setInterval(() => core.prune(), 60_000);
   return {
     target: `unix://${o.socketPath}`,
     domain: o.domain,
     apply: (event) => void core.applyUsage(event),
     async [Symbol.asyncDispose]() {
+      clearInterval(pruning);
       await rls.close();
     },
   };

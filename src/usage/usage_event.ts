@@ -94,7 +94,10 @@ const descriptorSchema = z.strictObject({
 const usageEventSchema: z.ZodType<UsageEvent> = z.strictObject({
   v: z.literal(USAGE_EVENT_VERSION),
   id: z.string().regex(UUID_V7, "Expected a lower-case UUIDv7"),
-  time: z.iso.datetime({ precision: 3 }).refine((t) => new Date(t).toISOString() === t, "Not a calendar time"),
+  time: z.iso.datetime({ precision: 3 }).refine(
+    (t) => !Number.isNaN(Date.parse(t)) && new Date(t).toISOString() === t,
+    "Not a calendar time",
+  ),
   route: name,
   backend: name.exactOptional(),
   models: z.strictObject({

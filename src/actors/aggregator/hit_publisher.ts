@@ -1,0 +1,136 @@
+// The hit publisher: sends the hit events of this replica's rate limit service to JetStream, Nats-Msg-Id = event id,
+// so a re-send after a lost acknowledgement is stored once. Hits add up in any order, which allows two things:
+// - coalescing: the hits of one counter and window arriving within `coalesceMs` go out as one event (the first one's
+//   id, the sum of their hits). A JetStream publish and its fold on every replica cost far more than a check, so at
+//   thousands of checks a second on a few counters this is most of the work saved; the other replicas see the hits
+//   that much later;
+// - retries in any order: a failed publish goes back in the queue and is retried after `retryMs`.
+// The queue is bounded: past `maxQueued` the oldest events are dropped (counted); their hits stay counted on this
+// replica only, until their window ends.
+//
+// `hits.flush` (on drain) stops taking new events and reports `hits.flushed` once the queue is empty or its publishes
+// failed once more: a stopping replica does not wait for NATS forever.
+import { fromCallback } from "xstate";
+import type { JetStreamClient } from "nats";
+import type { Clock } from "../../observability/clock.ts";
+import type { Logger } from "../../observability/logger.ts";
+import { encodeHitEvent, type HitEvent, hitEventSubject } from "../../usage/hit_event.ts";
+import type { AggregatorMetrics } from "./metrics.ts";
+
+export type HitPublisherReceived =
+  | { readonly type: "hit.local"; readonly hit: HitEvent }
+  | { readonly type: "hits.flush" };
+
+export type HitPublisherEvent = { readonly type: "hits.flushed"; readonly unsent: number };
+
+export interface HitPublisherInput {
+  readonly js: JetStreamClient;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly metrics: AggregatorMetrics;
+  /** Publishes awaiting their acknowledgement at once (default 256). */
+  readonly maxInFlight?: number;
+  /** Default 100,000. */
+  readonly maxQueued?: number;
+  /** Default 500 ms. */
+  readonly retryMs?: number;
+  /** JetStream acknowledgement wait (default 5000 ms). */
+  readonly timeoutMs?: number;
+  /** How long the hits of one counter and window are gathered into one event (default 20 ms; 0: none). */
+  readonly coalesceMs?: number;
+}
+
+export const hitPublisherActor = fromCallback<HitPublisherReceived, HitPublisherInput, HitPublisherEvent>(
+  ({ input, sendBack, receive }) => {
+    const { js, clock, log, metrics } = input;
+    const maxInFlight = input.maxInFlight ?? 256;
+    const maxQueued = input.maxQueued ?? 100_000;
+    const queue: HitEvent[] = [];
+    let head = 0;
+    let inFlight = 0;
+    let retryTimer: unknown;
+    let waiting = false; // a retry is scheduled
+    let flushing = false;
+    let flushedSent = false;
+    let closed = false;
+
+    const coalesceMs = input.coalesceMs ?? 20;
+    const gathering = new Map<string, HitEvent>();
+    let gatherTimer: unknown;
+    const release = () => {
+      clock.clearTimeout(gatherTimer);
+      gatherTimer = undefined;
+      for (const hit of gathering.values()) enqueue(hit);
+      gathering.clear();
+      pump();
+    };
+    const enqueue = (hit: HitEvent) => {
+      queue.push(hit);
+      if (queued() > maxQueued) {
+        head++;
+        metrics.hitEvents.inc({ result: "dropped" });
+      }
+    };
+    const queued = () => queue.length - head;
+    const maybeFlushed = (gaveUp: boolean) => {
+      if (!flushing || flushedSent || inFlight > 0 || (queued() > 0 && !gaveUp)) return;
+      flushedSent = true;
+      sendBack({ type: "hits.flushed", unsent: queued() });
+    };
+    const pump = () => {
+      while (!closed && !waiting && inFlight < maxInFlight && queued() > 0) send(queue[head++]!);
+      if (head > 4096 && head * 2 > queue.length) queue.splice(0, head), head = 0;
+      maybeFlushed(false);
+    };
+    const send = (hit: HitEvent) => {
+      inFlight++;
+      const options = { msgID: hit.id, timeout: input.timeoutMs ?? 5000 };
+      // Through a promise even when nats.js throws at once (a closed connection): every failure is retried alike.
+      Promise.resolve().then(() => js.publish(hitEventSubject(hit.domain), encodeHitEvent(hit), options))
+        .then(
+          (ack) => {
+            inFlight--;
+            metrics.hitEvents.inc({ result: ack.duplicate ? "duplicate" : "published" });
+            pump();
+          },
+          (err) => {
+            inFlight--;
+            if (closed) return;
+            metrics.hitEvents.inc({ result: "retried" });
+            queue.push(hit);
+            if (!waiting) {
+              log.warn({ err, queued: queued() }, "Cannot publish hit events; retrying");
+              waiting = true;
+              retryTimer = clock.setTimeout(() => {
+                waiting = false;
+                pump();
+              }, input.retryMs ?? 500);
+            }
+            maybeFlushed(true);
+          },
+        );
+    };
+
+    receive((e) => {
+      if (e.type === "hits.flush") {
+        flushing = true;
+        release();
+        maybeFlushed(false);
+        return;
+      }
+      if (coalesceMs <= 0 || flushing) {
+        enqueue(e.hit);
+        return pump();
+      }
+      const key = `${e.hit.domain}\u0000${e.hit.counterKey}#${e.hit.windowId}`;
+      const gathered = gathering.get(key);
+      gathering.set(key, gathered ? { ...gathered, n: gathered.n + e.hit.n } : e.hit);
+      gatherTimer ??= clock.setTimeout(release, coalesceMs);
+    });
+    return () => {
+      closed = true;
+      clock.clearTimeout(retryTimer);
+      clock.clearTimeout(gatherTimer);
+    };
+  },
+);
