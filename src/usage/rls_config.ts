@@ -10,7 +10,7 @@
 // documents, where the Go loader silently reads a missing one as 0 (which blocks everything). Unit names are
 // case-insensitive, as there. Every problem is reported (file, document, line, path); a config with any error yields
 // no rules at all, so the caller keeps the config it has.
-import YAML, { type Document, isMap, isPair, isScalar, isSeq, LineCounter, visit } from "yaml";
+import YAML, { type Document, isScalar, LineCounter, visit } from "yaml";
 import { z } from "zod";
 import type { core } from "zod";
 import {
@@ -23,6 +23,7 @@ import {
 import type { RateLimitRule } from "../control/compile/compiled.ts";
 import { type DomainRules, type LimitSpec, RateLimitRules, type RuleNode } from "./rate_limit_rules.ts";
 import { checkTimeZone, RATE_LIMIT_UNITS, type RateLimitUnitName, type WindowOptions } from "./windows.ts";
+import { nodeOffset } from "../control/resources/yaml_positions.ts";
 
 export interface RlsConfigFile {
   readonly file: string;
@@ -255,22 +256,4 @@ function reportIssues(issues: readonly core.$ZodIssue[], at: readonly PathSegmen
 function childrenOf(raw: unknown): unknown[] {
   const children = typeof raw === "object" && raw !== null ? (raw as { descriptors?: unknown }).descriptors : undefined;
   return Array.isArray(children) ? children : [];
-}
-
-/** Source offset of the deepest node on the path, for line numbers in errors. */
-function nodeOffset(doc: Document, path: readonly PathSegment[]): number | undefined {
-  let node: unknown = doc.contents;
-  let offset = isScalar(node) || isMap(node) || isSeq(node) ? node.range?.[0] : undefined;
-  for (const segment of path) {
-    if (isMap(node)) {
-      const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(segment));
-      if (!pair) break;
-      if (isScalar(pair.key)) offset = pair.key.range?.[0] ?? offset;
-      node = pair.value;
-    } else if (isSeq(node) && typeof segment === "number") {
-      node = node.items[segment];
-      if (isScalar(node) || isMap(node) || isSeq(node)) offset = node.range?.[0] ?? offset;
-    } else break;
-  }
-  return offset;
 }

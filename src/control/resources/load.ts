@@ -1,7 +1,7 @@
 // Reads resource files (or directories of *.yaml / *.yml), splits multi-document YAML, substitutes ${VAR}s, checks
 // every document against its schema and then the references between resources. Nothing stops at the first problem:
 // the result carries every error, each with file, document index, resource, field path and (when known) line.
-import YAML, { type Document, isMap, isPair, isScalar, isSeq, LineCounter } from "yaml";
+import YAML, { type Document, LineCounter } from "yaml";
 import type { core } from "zod";
 import {
   errorAt,
@@ -15,6 +15,7 @@ import {
 import { DEFAULT_NAMESPACE, lookupKind, type Resource, toResource } from "./resource.ts";
 import { type Env, substituteDocument } from "./substitute.ts";
 import { validateReferences } from "./references.ts";
+import { nodeOffset } from "./yaml_positions.ts";
 
 /** A document of a kind Tollgate does not read (a Deployment, a BackendTLSPolicy…), skipped on purpose. */
 export interface IgnoredDocument {
@@ -151,24 +152,6 @@ function originOf(body: Record<string, unknown>, at: ResourceOrigin): ResourceOr
       ? { name: `${typeof ns === "string" ? ns : DEFAULT_NAMESPACE}/${name}` }
       : {}),
   };
-}
-
-/** Source offset of the deepest node on the path (the key, for a mapping entry), for line numbers in errors. */
-function nodeOffset(doc: Document, path: readonly PathSegment[]): number | undefined {
-  let node: unknown = doc.contents;
-  let offset = isScalar(node) || isMap(node) || isSeq(node) ? node.range?.[0] : undefined;
-  for (const segment of path) {
-    if (isMap(node)) {
-      const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(segment));
-      if (!pair) break;
-      if (isScalar(pair.key)) offset = pair.key.range?.[0] ?? offset;
-      node = pair.value;
-    } else if (isSeq(node) && typeof segment === "number") {
-      node = node.items[segment];
-      if (isScalar(node) || isMap(node) || isSeq(node)) offset = node.range?.[0] ?? offset;
-    } else break;
-  }
-  return offset;
 }
 
 async function resourceFiles(entry: string): Promise<{ files: string[] } | { error: string }> {
