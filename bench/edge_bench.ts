@@ -3,6 +3,7 @@
 // the Portkey gateway (on Node, from npm, installed into bench/portkey/.deps), interleaved so that all three share
 // the machine's noise. Run: deno run -A bench/edge_bench.ts --help
 import { parseArgs } from "node:util";
+import { intFlag } from "./support/flags.ts";
 
 const PORTKEY_VERSION = "1.15.2";
 const USAGE = `Usage: deno run -A bench/edge_bench.ts [flags]
@@ -84,13 +85,7 @@ function parseOptions(args: string[]): Options {
     console.log(USAGE);
     Deno.exit(0);
   }
-  const int = (name: string, text: string, min: number) => {
-    const n = Number(text);
-    if (text.trim() === "" || !Number.isSafeInteger(n) || n < min) {
-      throw new Error(`--${name} must be an integer of at least ${min}, got "${text}"`);
-    }
-    return n;
-  };
+  const int = intFlag;
   const targets = values.targets.split(",").map((t) => t.trim());
   for (const t of targets) {
     if (!TARGETS.includes(t as TargetName)) throw new Error(`--targets: unknown target "${t}"`);

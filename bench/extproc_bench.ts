@@ -13,6 +13,7 @@ import { bodyRequest, headersRequest } from "../src/protocol/ext_proc_request.ts
 import { continueResponse, headerMutation } from "../src/protocol/ext_proc.ts";
 import { ROLE_METADATA } from "../src/extproc/server.ts";
 import { MODEL_HEADER, ORIGINAL_PATH_HEADER, REQUEST_ID_HEADER } from "../src/actors/router_stream.ts";
+import { intFlag } from "./support/flags.ts";
 
 const USAGE = `Usage: deno run -A bench/extproc_bench.ts [flags]
 
@@ -66,13 +67,7 @@ function parseOptions(args: string[]): Options {
     console.log(USAGE);
     Deno.exit(0);
   }
-  const int = (name: string, text: string, min: number) => {
-    const n = Number(text);
-    if (text.trim() === "" || !Number.isSafeInteger(n) || n < min) {
-      throw new Error(`--${name} must be an integer of at least ${min}, got "${text}"`);
-    }
-    return n;
-  };
+  const int = intFlag;
   if (values.server !== "tollgate" && values.server !== "baseline") {
     throw new Error(`--server must be tollgate or baseline, got "${values.server}"`);
   }

@@ -18,6 +18,7 @@ import type {
   TranslateRequest,
   Translator,
 } from "../src/protocol/translators/translator.ts";
+import { API_SCHEMAS } from "../src/control/resources/ai_gateway_route.ts";
 
 const USAGE = `Usage: deno run -A bench/translate_bench.ts [flags]
 
@@ -624,16 +625,7 @@ function options() {
 
 /** A pair the registry holds that this bench does not cover is reported, not silently left out. */
 function uncoveredPairs(): string[] {
-  const schemas: BackendSchemaName[] = [
-    "OpenAI",
-    "Cohere",
-    "AWSBedrock",
-    "AzureOpenAI",
-    "GCPVertexAI",
-    "GCPAnthropic",
-    "Anthropic",
-    "AWSAnthropic",
-  ];
+  const schemas: readonly BackendSchemaName[] = API_SCHEMAS;
   const covered = new Set(PAIRS.flatMap((p) => [
     `${p.api}/${chatEndpoint(p)}/${p.schema}`,
     ...(p.embeddings ? [`${p.api}/embeddings/${p.schema}`] : []),
