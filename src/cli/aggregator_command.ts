@@ -9,7 +9,8 @@ import { createLogger } from "../observability/logger.ts";
 import { startAggregator } from "../actors/aggregator/replica.ts";
 import { emptyRuleSet, loadRuleSources, type RuleSources } from "../actors/aggregator/rule_files.ts";
 import { checkReplica } from "../actors/aggregator/snapshot_store.ts";
-import { connectNats } from "../usage/nats_connection.ts";
+import { connectNats, type NatsConnectOptions } from "../usage/nats_connection.ts";
+import { NATS_FLAGS, NATS_HELP, natsOptions } from "./nats_flags.ts";
 import { DEFAULT_RATE_LIMIT_HEADERS } from "../usage/rls_service.ts";
 import {
   listFlag,
@@ -23,7 +24,7 @@ import {
 } from "./args.ts";
 
 export const AGGREGATOR_FLAGS = {
-  nats: { type: "string" },
+  ...NATS_FLAGS,
   listen: { type: "string" },
   admin: { type: "string" },
   rules: { type: "string", multiple: true },
@@ -43,7 +44,7 @@ TOLLGATE_USAGE into rate-limit windows (keyed by event time, so every replica ho
 to the KV bucket TOLLGATE_AGGREGATOR, and answers envoy.service.ratelimit.v3.RateLimitService over gRPC.
 
 Flags:
-  --nats URLS              NATS server URL(s), comma-separated (required), e.g. nats://nats-0:4222,nats://nats-1:4222
+${NATS_HELP}
   --listen ADDR            rate limit service: HOST:PORT, :PORT or unix:///path.sock (default :8081)
   --admin ADDR             admin HTTP port for /metrics, /healthz, /readyz (default :1064; "off" disables it)
   --rules PATH             envoyproxy/ratelimit config (YAML file or directory, repeatable), watched
@@ -64,7 +65,7 @@ held, write a final snapshot, exit 0.
 `;
 
 export interface AggregatorCommandOptions {
-  readonly nats: string[];
+  readonly nats: NatsConnectOptions;
   readonly listen: ListenAddress;
   readonly admin: (ListenAddress & { kind: "tcp" }) | null;
   readonly sources: RuleSources;
@@ -87,8 +88,6 @@ export function aggregatorOptions(p: Parsed): AggregatorCommandOptions {
       return fail(`--${flag}: ${(e as Error).message}`);
     }
   };
-  const nats = stringFlag(p, "nats", "").split(",").map((s) => s.trim()).filter(Boolean);
-  if (nats.length === 0) fail("--nats is required (the NATS server URL)");
   const adminText = stringFlag(p, "admin", ":1064");
   const admin = adminText === "off" ? null : address("admin", ":1064");
   if (admin && admin.kind !== "tcp") fail(`--admin must be HOST:PORT or "off"`);
@@ -100,6 +99,8 @@ export function aggregatorOptions(p: Parsed): AggregatorCommandOptions {
   }
   const interval = secondsFlag("aggregator", p, "snapshot-interval", 10);
   if (interval <= 0) fail("--snapshot-interval must be more than 0 seconds");
+  const nats = natsOptions("aggregator", p, `tollgate-aggregator-${replica}`) ??
+    fail("--nats is required (the NATS server URL)");
   return {
     nats,
     listen: address("listen", ":8081"),
@@ -150,7 +151,7 @@ export async function runAggregator(o: AggregatorCommandOptions): Promise<number
   }
   let link;
   try {
-    link = await connectNats({ servers: o.nats, name: `tollgate-aggregator-${o.replica}` }, {
+    link = await connectNats(o.nats, {
       signal: stopping.signal,
       onRetry: (err, attempt) => logger.warn({ err, attempt }, "NATS not reachable yet; retrying"),
     });

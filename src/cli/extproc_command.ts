@@ -5,7 +5,13 @@ import { formatListenAddress, type ListenAddress, parseListenAddress } from "../
 import { defaultSnapshot } from "../control/snapshot.ts";
 import { type FileConfigSource, watchConfigFiles } from "../control/file_config_source.ts";
 import { startAdmin } from "../admin/server.ts";
-import { createLogger } from "../observability/logger.ts";
+import { createLogger, type Logger } from "../observability/logger.ts";
+import { hostname } from "node:os";
+import { connectNats, type NatsConnectOptions, type NatsLink } from "../usage/nats_connection.ts";
+import { sharedNatsLink, startUsageSink, type UsageSink } from "../usage/usage_sink.ts";
+import type { UsageEvent } from "../usage/usage_event.ts";
+import { NATS_FLAGS, NATS_HELP, natsOptions } from "./nats_flags.ts";
+import { USAGE_SPOOL_FLAGS, USAGE_SPOOL_HELP, type UsageSpoolOptions, usageSpoolOptions } from "./usage_spool_flags.ts";
 import { listFlag, logLevelFlag, type Parsed, positiveIntFlag, secondsFlag, stringFlag, UsageError } from "./args.ts";
 
 export const EXTPROC_FLAGS = {
@@ -16,6 +22,8 @@ export const EXTPROC_FLAGS = {
   grace: { type: "string" },
   "max-body-bytes": { type: "string" },
   "log-level": { type: "string" },
+  ...NATS_FLAGS,
+  ...USAGE_SPOOL_FLAGS,
 } as const;
 
 export const EXTPROC_HELP = `Usage: tollgate extproc [flags]
@@ -33,7 +41,10 @@ Flags:
   --log-level LEVEL      trace, debug, info, warn, error (default info, or TOLLGATE_LOG_LEVEL)
   -h, --help             show this help
 
-Configuration over NATS (--nats) comes with the control-plane issue (#6).
+Usage events (one per request, for token rate limits) go to NATS JetStream when --nats is given; while NATS is
+down or slow they wait in a local spool file and are replayed in order once it answers:
+${NATS_HELP}
+${USAGE_SPOOL_HELP}
 `;
 
 export interface SidecarOptions {
@@ -44,6 +55,8 @@ export interface SidecarOptions {
   readonly graceSeconds: number;
   readonly maxBodyBytes: number;
   readonly logLevel: string;
+  readonly nats: NatsConnectOptions | undefined;
+  readonly usageSpool: UsageSpoolOptions;
 }
 
 export function sidecarOptions(command: string, p: Parsed, defaultListen: string): SidecarOptions {
@@ -66,6 +79,8 @@ export function sidecarOptions(command: string, p: Parsed, defaultListen: string
     graceSeconds: secondsFlag(command, p, "grace", 15),
     maxBodyBytes: positiveIntFlag(command, p, "max-body-bytes", 32 << 20),
     logLevel,
+    nats: natsOptions(command, p, `tollgate-${command}-${hostname()}`),
+    usageSpool: usageSpoolOptions(command, p),
   };
 }
 
@@ -83,6 +98,16 @@ export async function runSidecar(role: string, o: SidecarOptions, banner?: (s: s
       return 1;
     }
   }
+  const nats = o.nats ? sharedNatsLink((signal) => connectSidecarNats(o.nats!, logger, signal)) : undefined;
+  let usage: UsageSink | undefined;
+  try {
+    usage = nats ? startUsageSink({ connect: nats.get, spool: o.usageSpool.spool, registry, logger }) : undefined;
+  } catch (e) {
+    console.error(`tollgate ${role}: ${(e as Error).message}`);
+    source?.[Symbol.dispose]();
+    await nats?.close();
+    return 1;
+  }
   const fixed = defaultSnapshot(o.models);
   const current = () => source?.current() ?? fixed;
   if (o.listen.kind === "unix") await Deno.mkdir(o.listen.path.replace(/\/[^/]*$/, "") || "/", { recursive: true });
@@ -92,6 +117,7 @@ export async function runSidecar(role: string, o: SidecarOptions, banner?: (s: s
     logger,
     registry,
     maxBodyBytes: o.maxBodyBytes,
+    ...(usage ? { onUsage: (e: UsageEvent) => usage.publish(e) } : {}),
   });
   const bound = await server.start();
   const admin = o.admin
@@ -120,8 +146,21 @@ export async function runSidecar(role: string, o: SidecarOptions, banner?: (s: s
   });
   logger.info({ signal, graceSeconds: o.graceSeconds, open: server.openStreams }, "Draining");
   const { forced } = await server.drain(o.graceSeconds * 1000);
+  await usage?.close();
+  await nats?.close();
   await admin?.shutdown();
   source?.[Symbol.dispose]();
-  logger.info({ forced }, "Stopped");
+  logger.info({ forced, usageSpooled: usage?.spooled ?? 0 }, "Stopped");
   return 0;
+}
+
+/** Dials NATS until it answers (logging each failed try) or the process stops. */
+export function connectSidecarNats(o: NatsConnectOptions, logger: Logger, signal: AbortSignal): Promise<NatsLink> {
+  return connectNats(o, {
+    signal,
+    onRetry: (err, attempt) => logger.warn({ err, attempt }, "NATS not reachable yet; usage events wait in the spool"),
+  }).then((link) => {
+    logger.info({ servers: o.servers }, "Connected to NATS");
+    return link;
+  });
 }

@@ -14,16 +14,23 @@ import { DEMO_MODEL } from "../control/snapshot.ts";
 import { listFlag, logLevelFlag, type Parsed, secondsFlag, stringFlag, UsageError } from "./args.ts";
 import { buildRunTopology, providersFromEnv, type RunTopology } from "./run_providers.ts";
 import { DEFAULT_RATE_LIMIT_DOMAIN, formatErrors, loadGatewayConfig } from "../control/gateway_config.ts";
-import { type LocalRateLimits, startLocalRateLimits } from "./run_rate_limits.ts";
+import { type LocalRateLimits, startLocalRateLimits, startNatsRateLimits } from "./run_rate_limits.ts";
 import { RateLimitFilter } from "../edge/rate_limit_filter.ts";
 import type { UsageEvent } from "../usage/usage_event.ts";
+import { hostname } from "node:os";
+import type { NatsLink } from "../usage/nats_connection.ts";
+import { sharedNatsLink, startUsageSink, type UsageSink } from "../usage/usage_sink.ts";
+import { NATS_FLAGS, NATS_HELP, natsOptions } from "./nats_flags.ts";
+import { USAGE_SPOOL_FLAGS, USAGE_SPOOL_HELP, usageSpoolOptions } from "./usage_spool_flags.ts";
+import { connectSidecarNats } from "./extproc_command.ts";
 
 export const RUN_FLAGS = {
   listen: { type: "string" },
   admin: { type: "string" },
   "access-log": { type: "string" },
   model: { type: "string", multiple: true },
-  nats: { type: "string" },
+  ...NATS_FLAGS,
+  ...USAGE_SPOOL_FLAGS,
   grace: { type: "string" },
   "log-level": { type: "string" },
 } as const;
@@ -47,8 +54,14 @@ Flags:
   --model NAME          a model to list on /v1/models besides the configured ones (repeatable)
   --grace SECONDS       on SIGTERM, how long requests in flight may finish (default 15)
   --log-level LEVEL     trace, debug, info, warn, error (default info)
-  --nats URL            run the usage and config bus on NATS (not built yet: issues #5 and #6)
   -h, --help            show this help
+
+With --nats, usage takes the production path: every request's usage event is published to NATS JetStream (spooled
+locally while NATS is down) and the rate limits are served by an aggregator replica in this process folding the
+usage stream, so several \`run\` processes or aggregators on one NATS share exact counters. Without it, usage is
+folded in memory.
+${NATS_HELP}
+${USAGE_SPOOL_HELP}
 `;
 
 function tcp(command: string, flag: string, text: string): ListenAddress & { kind: "tcp" } {
@@ -63,20 +76,28 @@ function tcp(command: string, flag: string, text: string): ListenAddress & { kin
 }
 
 export async function runGateway(p: Parsed): Promise<number> {
-  if (typeof p.values.nats === "string") {
-    console.error("tollgate run: --nats is not built yet; the NATS bus lands with issues #5 and #6.");
-    return 1;
-  }
   const listen = tcp("run", "listen", stringFlag(p, "listen", "127.0.0.1:1975"));
   const adminText = stringFlag(p, "admin", "127.0.0.1:1064");
   const admin = adminText === "off" ? null : tcp("run", "admin", adminText);
   const graceSeconds = secondsFlag("run", p, "grace", 15);
   const accessLog = stringFlag(p, "access-log", "stdout");
+  const natsConnect = natsOptions("run", p, `tollgate-run-${hostname()}-${listen.port}`);
+  const spoolOptions = usageSpoolOptions("run", p, `usage-run-${listen.port}.spool`);
   const logger = createLogger({ level: logLevelFlag("run", p), role: "run" });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "tollgate_process_" });
 
   const dir = await Deno.makeTempDir({ prefix: "tollgate-run-" });
+  const nats = natsConnect ? sharedNatsLink((signal) => connectSidecarNats(natsConnect, logger, signal)) : undefined;
+  let usage: UsageSink | undefined;
+  try {
+    usage = nats ? startUsageSink({ connect: nats.get, spool: spoolOptions.spool, registry, logger }) : undefined;
+  } catch (e) {
+    console.error(`tollgate run: ${(e as Error).message}`);
+    await nats?.close();
+    await Deno.remove(dir, { recursive: true });
+    return 1;
+  }
   const socket = `${dir}/extproc.sock`;
   const listener = { host: listen.host, port: listen.port };
   const logTo = accessLog === "off" ? {} : { accessLog };
@@ -84,6 +105,7 @@ export async function runGateway(p: Parsed): Promise<number> {
   let topology: RunTopology;
   let limits: LocalRateLimits | undefined;
   const notes: string[] = [];
+  if (nats) notes.push(`Usage events go to NATS JetStream at ${[natsConnect!.servers].flat().join(", ")}`);
   if (p.positionals.length > 0) {
     // Resource files: exactly what the controller would compile, served on this machine.
     const loaded = await loadGatewayConfig(p.positionals, {
@@ -101,7 +123,28 @@ export async function runGateway(p: Parsed): Promise<number> {
     }
     topology = { edge: loaded.edge, snapshot: loaded.snapshot };
     notes.push(`Serving ${p.positionals.join(", ")}`, ...loaded.notes);
-    if (loaded.compiled.rateLimitRules.length > 0) {
+    if (loaded.compiled.rateLimitRules.length > 0 && nats) {
+      let link: NatsLink;
+      try {
+        link = await nats.get();
+      } catch (e) {
+        console.error(`tollgate run: ${(e as Error).message}`);
+        await nats.close();
+        await Deno.remove(dir, { recursive: true });
+        return 1;
+      }
+      limits = await startNatsRateLimits(loaded.compiled, {
+        socketPath: `${dir}/rls.sock`,
+        domain: DEFAULT_RATE_LIMIT_DOMAIN,
+        logger,
+        registry,
+        link,
+        replica: `run-${hostname()}-${listen.port}`.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 64),
+      });
+      notes.push(
+        `${loaded.compiled.rateLimitRules.length} rate-limit rule(s) enforced by an aggregator replica on NATS`,
+      );
+    } else if (loaded.compiled.rateLimitRules.length > 0) {
       limits = await startLocalRateLimits(loaded.compiled, {
         socketPath: `${dir}/rls.sock`,
         domain: DEFAULT_RATE_LIMIT_DOMAIN,
@@ -134,7 +177,11 @@ export async function runGateway(p: Parsed): Promise<number> {
     snapshot: () => topology.snapshot,
     logger,
     registry,
-    ...(limits ? { onUsage: (e: UsageEvent) => limits!.apply(e) } : {}),
+    ...(usage
+      ? { onUsage: (e: UsageEvent) => usage!.publish(e) }
+      : limits
+      ? { onUsage: (e: UsageEvent) => limits!.apply(e) }
+      : {}),
   });
   await extproc.start();
   const rateLimiter = limits
@@ -190,7 +237,9 @@ export async function runGateway(p: Parsed): Promise<number> {
   await Promise.race([stopped, new Promise((r) => setTimeout(r, graceSeconds * 1000))]);
   await extproc.drain(graceSeconds * 1000);
   rateLimiter?.close();
+  await usage?.close();
   await limits?.[Symbol.asyncDispose]();
+  await nats?.close();
   await adminServer?.shutdown();
   await echo?.shutdown();
   await Deno.remove(dir, { recursive: true }).catch(() => {});

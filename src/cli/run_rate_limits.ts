@@ -10,6 +10,9 @@ import { RlsServer } from "../usage/rls_service.ts";
 import type { UsageEvent } from "../usage/usage_event.ts";
 import { usageFedTemplates } from "../actors/aggregator/rule_files.ts";
 import { formatResourceError } from "../control/resources/errors.ts";
+import type { Registry } from "prom-client";
+import type { NatsLink } from "../usage/nats_connection.ts";
+import { startAggregator } from "../actors/aggregator/replica.ts";
 
 export interface LocalRateLimits extends AsyncDisposable {
   /** gRPC target of the rate limit service. */
@@ -42,6 +45,44 @@ export async function startLocalRateLimits(
     async [Symbol.asyncDispose]() {
       clearInterval(pruning);
       await rls.close();
+    },
+  };
+}
+
+/**
+ * `run --nats`: the same rules served by an aggregator replica on NATS JetStream — the sidecar's usage events take
+ * the same path as in production (publisher, stream, fold), so other replicas and other `run` processes on the same
+ * NATS share the counters.
+ */
+export async function startNatsRateLimits(
+  compiled: CompiledGateway,
+  o: {
+    readonly socketPath: string;
+    readonly domain: string;
+    readonly logger: Logger;
+    readonly registry: Registry;
+    readonly link: NatsLink;
+    readonly replica: string;
+  },
+): Promise<LocalRateLimits> {
+  const loaded = rulesFromCompiled(compiled.rateLimitRules);
+  if (!loaded.ok) throw new Error(`Invalid rate-limit rules:\n${loaded.errors.map(formatResourceError).join("\n")}`);
+  const usageFed = new UsageFedRules(usageFedTemplates(compiled, o.domain));
+  const replica = startAggregator({
+    link: o.link,
+    replica: o.replica,
+    ruleSet: { rules: loaded.rules, usageFed },
+    log: o.logger,
+    registry: o.registry,
+    listen: { kind: "unix", path: o.socketPath },
+  });
+  await replica.listening;
+  return {
+    target: `unix://${o.socketPath}`,
+    domain: o.domain,
+    apply: () => {}, // Usage reaches this replica through JetStream.
+    async [Symbol.asyncDispose]() {
+      await replica.stop();
     },
   };
 }
