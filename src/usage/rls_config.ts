@@ -23,7 +23,7 @@ import {
 import type { RateLimitRule } from "../control/compile/compiled.ts";
 import { type DomainRules, type LimitSpec, RateLimitRules, type RuleNode } from "./rate_limit_rules.ts";
 import { checkTimeZone, RATE_LIMIT_UNITS, type RateLimitUnitName, type WindowOptions } from "./windows.ts";
-import { nodeOffset } from "../control/resources/yaml_positions.ts";
+import { nodeOffset, yamlValue } from "../control/resources/yaml_positions.ts";
 
 export interface RlsConfigFile {
   readonly file: string;
@@ -89,7 +89,11 @@ export function parseRlsConfig(files: readonly RlsConfigFile[], options: RlsConf
         return;
       }
       keepScalarText(doc);
-      const raw: unknown = doc.toJS();
+      const raw = yamlValue(doc);
+      if (raw instanceof Error) {
+        errors.push(errorAt(at, "", `Invalid YAML: ${raw.message}`));
+        return;
+      }
       if (raw === null || raw === undefined) return;
       const parsed = rootSchema.safeParse(raw, { error: issueMessage });
       if (!parsed.success) {

@@ -15,7 +15,7 @@ import {
 import { DEFAULT_NAMESPACE, lookupKind, type Resource, toResource } from "./resource.ts";
 import { type Env, substituteDocument } from "./substitute.ts";
 import { validateReferences } from "./references.ts";
-import { nodeOffset } from "./yaml_positions.ts";
+import { nodeOffset, yamlValue } from "./yaml_positions.ts";
 
 /** A document of a kind Tollgate does not read (a Deployment, a BackendTLSPolicy…), skipped on purpose. */
 export interface IgnoredDocument {
@@ -35,12 +35,19 @@ export interface LoadResult {
 export interface LoadOptions {
   /** Values for ${VAR} substitution. */
   readonly env?: Env;
+  /**
+   * Parsed files by path, reused while a file's text is unchanged (the controller reloads a directory of thousands
+   * of routes on every change; YAML parsing dominates). Valid for one `env` only. Files no longer present are
+   * dropped from it.
+   */
+  readonly cache?: Map<string, { readonly text: string; readonly result: LoadResult }>;
 }
 
 export async function loadResources(paths: readonly string[], options: LoadOptions = {}): Promise<LoadResult> {
   const resources: Resource[] = [];
   const errors: ResourceError[] = [];
   const ignored: IgnoredDocument[] = [];
+  const seen = new Set<string>();
   for (const entry of paths) {
     const files = await resourceFiles(entry);
     if ("error" in files) {
@@ -55,12 +62,16 @@ export async function loadResources(paths: readonly string[], options: LoadOptio
         errors.push({ file, path: "", message: `Cannot read the file: ${e instanceof Error ? e.message : String(e)}` });
         continue;
       }
-      const parsed = parseResources(text, file, options);
+      seen.add(file);
+      const hit = options.cache?.get(file);
+      const parsed = hit && hit.text === text ? hit.result : parseResources(text, file, options);
+      options.cache?.set(file, { text, result: parsed });
       resources.push(...parsed.resources);
       errors.push(...parsed.errors);
       ignored.push(...parsed.ignored);
     }
   }
+  for (const file of options.cache?.keys() ?? []) if (!seen.has(file)) options.cache!.delete(file);
   errors.push(...validateReferences(resources));
   return { resources, errors: sortErrors(errors), ignored };
 }
@@ -90,7 +101,11 @@ function parseDocument(
     return;
   }
   const substitution = substituteDocument(doc, env);
-  const raw: unknown = doc.toJS();
+  const raw = yamlValue(doc);
+  if (raw instanceof Error) {
+    out.errors.push(errorAt(at, "", `Invalid YAML: ${raw.message}`));
+    return;
+  }
   if (raw === null || raw === undefined) return;
   if (typeof raw !== "object" || Array.isArray(raw)) {
     out.errors.push(errorAt(at, "", "A resource document must be a mapping"));

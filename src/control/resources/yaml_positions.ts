@@ -19,3 +19,12 @@ export function nodeOffset(doc: Document, path: readonly PathSegment[]): number 
   }
   return offset;
 }
+
+/** The document's value, or why YAML cannot give one (an alias to no anchor, too many aliases: a "billion laughs"). */
+export function yamlValue(doc: { toJS(): unknown }): unknown {
+  try {
+    return doc.toJS();
+  } catch (err) {
+    return err instanceof Error ? err : new Error(String(err));
+  }
+}
