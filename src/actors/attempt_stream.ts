@@ -23,7 +23,18 @@ export interface AttemptInput {
   readonly streamId: string;
   readonly findRouter: (requestId: string) => RouterStreamRef | undefined;
   readonly credentials: UpstreamCredentials;
+  /** With tracing on: starts this attempt's span and returns the headers that carry it upstream (traceparent). */
+  readonly traceAttempt?: TraceAttempt | undefined;
 }
+
+export interface AttemptTraceStart {
+  readonly requestId: string;
+  readonly router: RouterStreamRef;
+  readonly backend: string | undefined;
+  readonly backendRef: string | undefined;
+}
+
+export type TraceAttempt = (a: AttemptTraceStart) => Readonly<Record<string, string>> | undefined;
 
 interface AttemptContext extends AttemptInput {
   requestId: string | undefined;
@@ -42,6 +53,13 @@ export interface AttemptOutput {
   readonly requestId: string | undefined;
   readonly backend: string | undefined;
   readonly failure: string | undefined;
+}
+
+interface PrepareInput {
+  readonly target: AttemptTarget;
+  readonly credentials: UpstreamCredentials;
+  /** Set only with tracing on, so that tracing off costs nothing per attempt. */
+  readonly trace: (() => Readonly<Record<string, string>> | undefined) | undefined;
 }
 
 type HeadersEvent = Extract<EnvoyEvent, { type: "envoy.requestHeaders" }>;
@@ -74,9 +92,14 @@ export const attemptStreamMachine = setup({
     output: {} as AttemptOutput,
   },
   actors: {
-    prepare: fromPromise<ProcessingResponse, { target: AttemptTarget; credentials: UpstreamCredentials }>(
-      ({ input, signal }) => prepareUpstream(input.target, input.credentials, signal),
-    ),
+    prepare: fromPromise<ProcessingResponse, PrepareInput>(({ input, signal }) => {
+      const traceHeaders = input.trace?.();
+      return prepareUpstream(
+        traceHeaders ? { ...input.target, traceHeaders } : input.target,
+        input.credentials,
+        signal,
+      );
+    }),
   },
   guards: {
     routerFound: ({ context }) => context.router !== undefined,
@@ -162,6 +185,13 @@ export const attemptStreamMachine = setup({
             path: context.path,
           },
           credentials: context.credentials,
+          trace: context.traceAttempt && (() =>
+            context.traceAttempt!({
+              requestId: context.requestId!,
+              router: context.router!,
+              backend: context.backendName,
+              backendRef: context.refId,
+            })),
         }),
         onDone: {
           target: "done",

@@ -18,6 +18,8 @@ export interface AttemptTarget {
   readonly refId: string | undefined;
   /** The attempt's :path as Envoy sent it. */
   readonly path: string;
+  /** W3C trace context of this attempt's span (traceparent, tracestate), when tracing is on. */
+  readonly traceHeaders?: Readonly<Record<string, string>>;
 }
 
 export interface UpstreamCredentials {
@@ -37,7 +39,9 @@ export async function prepareUpstream(
   const backend = t.backendName === undefined ? undefined : t.snapshot.backends.get(t.backendName);
   if (!backend) {
     // A plain endpoint (no backend identity): the request goes as the client sent it.
-    return continueResponse("requestHeaders", { headerMutation: headerMutation({}, [REQUEST_ID_HEADER]) });
+    return continueResponse("requestHeaders", {
+      headerMutation: headerMutation({ ...t.traceHeaders }, [REQUEST_ID_HEADER]),
+    });
   }
   const ref = t.refId === undefined ? undefined : t.snapshot.backendRefs.get(t.refId);
   const translator = translatorFor(t.route.api, t.route.endpoint, backend.schema.name);
@@ -48,7 +52,7 @@ export async function prepareUpstream(
   const translated = translator.request(request);
   if (isClientError(translated)) return reject(t, translated.status, translated.message, translated.param);
   const body = mutateBody(translated.body, [backend.bodyMutation, ref?.bodyMutation]);
-  const set: Record<string, string> = { ...translated.headers, ":path": translated.path };
+  const set: Record<string, string> = { ...t.traceHeaders, ...translated.headers, ":path": translated.path };
   const remove = [REQUEST_ID_HEADER];
   for (const m of [backend.headerMutation, ref?.headerMutation]) {
     for (const h of m?.set ?? []) set[h.name.toLowerCase()] = h.value;

@@ -1,12 +1,13 @@
 // The router-level ExtProc stream: one actor per HTTP request that Envoy's router filter sends us. It reads the
 // request, decides the model (x-ai-eg-model) so Envoy can re-select the route, then follows the response.
 //
-//   requestHeaders → requestBody → routing → upstream → responseHeaders → responseBody → done
+//   requestHeaders → requestBody → routing → [selecting] → upstream → responseHeaders → responseBody → done
 //                                                        failed (immediate response, protocol error or abort)
+//   [selecting]: semantic routing (signals, guards, cache); a cache hit ends in answered, a guard block in failed
 //
 // Every ProcessingRequest is answered with exactly the matching response type (or an immediate response), emitted
 // as a "reply" event; the transport writes it. Messages that arrive out of order are protocol violations.
-import { assign, emit, enqueueActions, setup } from "xstate";
+import { assign, emit, enqueueActions, fromPromise, setup } from "xstate";
 import type { GatewaySnapshot } from "../control/snapshot.ts";
 import {
   BodyMode,
@@ -21,8 +22,10 @@ import {
 } from "../protocol/ext_proc.ts";
 import { clientErrorReply, type OpenAIError } from "../protocol/openai/errors.ts";
 import type { ResponseTranslator } from "../protocol/translators/translator.ts";
-import { responseTranslatorFor } from "./response_translation.ts";
+import { AI_GATEWAY_NAMESPACE, responseTranslatorFor } from "./response_translation.ts";
 import { type Accounting, accountResponse } from "./usage_accounting.ts";
+import { type Reservation, reservationMetadata, reserve } from "../usage/reservation_plan.ts";
+import { usageEventId } from "../usage/usage_event.ts";
 import {
   apiOfPath,
   type Endpoint,
@@ -34,6 +37,17 @@ import {
   routeRequestBody,
 } from "../protocol/openai/endpoints.ts";
 import { type EnvoyEvent, type EnvoyMessageEvent, phaseOf, type StreamEmitted } from "./envoy_events.ts";
+import {
+  cacheableBody,
+  type CacheCapture,
+  captureChunk,
+  routedRequest,
+  type RoutingOutcome,
+  type RoutingServices,
+  type SemanticRouterEngine,
+  semanticRouterFor,
+} from "../routing/stream_routing.ts";
+import type { RoutingRequest } from "../routing/router_engine.ts";
 
 /** Headers the router sets; client-sent copies are overwritten, never trusted. */
 export const MODEL_HEADER = "x-ai-eg-model";
@@ -50,6 +64,8 @@ export interface RouterInput {
   readonly maxBodyBytes: number;
   /** Wall-clock epoch milliseconds, for usage event times and latencies. */
   readonly now?: () => number;
+  /** How semantic routing reaches embeddings, classifiers and caches; the process defaults when absent. */
+  readonly routing?: RoutingServices;
 }
 
 export type StreamFailure =
@@ -89,8 +105,20 @@ export interface RouterContext {
   /** The body to send for the response chunk being answered. */
   chunkOut: Uint8Array | undefined;
   accounting: Accounting | undefined;
+  /** The estimate written to dynamic metadata for the ratelimit filter (admission by reservation), if it is on. */
+  reservation: Reservation | undefined;
   failure: StreamFailure | undefined;
+  readonly routingServices: RoutingServices | undefined;
+  /** What semantic routing decided, for the client's response headers and the cache. */
+  routing: (RoutingOutcome & { kind: "routed" }) | undefined;
+  routingHeaders: Readonly<Record<string, string>>;
+  /** Routing rewrote the body (model, reasoning, tools): Envoy must forward the new one. */
+  bodyReplaced: boolean;
+  /** The answer on its way to the semantic cache. */
+  cacheCapture: CacheCapture | undefined;
 }
+
+type RoutingDone = { readonly output: RoutingOutcome };
 
 /** Sent by an attempt stream of the same request when Envoy starts an upstream try. */
 export type AttemptEvent = {
@@ -150,7 +178,17 @@ function account(context: RouterContext): Accounting {
     startedAt: context.startedAt,
     endedAt: context.now(),
     firstByteAt: context.firstByteAt,
+    reservation: context.reservation,
   });
+}
+
+/** The last message of a buffered response whose translation failed (the headers have not reached the client). */
+function unreadableAnswer(
+  context: { translator: ResponseTranslator | undefined; mode: ProcessingMode; responseStatus: number | undefined },
+  endOfStream: boolean,
+): boolean {
+  return endOfStream && context.translator?.failure !== undefined &&
+    context.mode.responseBodyMode === BodyMode.BUFFERED && (context.responseStatus ?? 200) < 300;
 }
 
 export const routerStreamMachine = setup({
@@ -160,6 +198,12 @@ export const routerStreamMachine = setup({
     events: {} as Event,
     emitted: {} as StreamEmitted,
     output: {} as RouterOutput,
+  },
+  actors: {
+    // Semantic routing may call embeddings and classifier servers: cancelled with the stream.
+    semanticRoute: fromPromise<RoutingOutcome, { engine: SemanticRouterEngine; request: RoutingRequest }>(
+      ({ input, signal }) => input.engine.route(input.request, signal),
+    ),
   },
   guards: {
     requestRejected: ({ context }) => context.endpoint === undefined || !isEndpoint(context.endpoint),
@@ -171,6 +215,10 @@ export const routerStreamMachine = setup({
       context.bodyBytes + (event as BodyEvent).body.body.length > context.maxBodyBytes,
     moreBodyComing: ({ event }) => !(event as BodyEvent).body.endOfStream,
     bodyRejected: ({ context }) => isOpenAIError(context.route),
+    semanticallyRouted: ({ context }) =>
+      semanticRouterFor(context.snapshot, context.route as RoutedRequest, context.routingServices) !== undefined,
+    routingBlocked: ({ event }) => (event as unknown as RoutingDone).output.kind === "blocked",
+    routingAnsweredFromCache: ({ event }) => (event as unknown as RoutingDone).output.kind === "cached",
     responseComplete: ({ context, event }) =>
       (event as HeadersEvent).headers.endOfStream ||
       (!sendsBody(context.mode.responseBodyMode) && !sendsTrailers(context.mode.responseTrailerMode)),
@@ -268,6 +316,12 @@ export const routerStreamMachine = setup({
       if (!streaming || context.mode.responseBodyMode !== BodyMode.BUFFERED) return {};
       return { mode: { ...context.mode, responseBodyMode: BodyMode.STREAMED }, modeOverridden: true };
     }),
+    // Admission by reservation: the ratelimit filter, next in Envoy's chain, reads the estimate from metadata.
+    reserveEstimate: assign(({ context }) => {
+      const plan = context.snapshot.reservation;
+      if (!plan) return {};
+      return { reservation: reserve(plan, context.route as RoutedRequest, usageEventId(context.now())) };
+    }),
     replyRoute: emit(({ context }) => {
       const route = context.route as RoutedRequest;
       const response = continueResponse("requestBody", {
@@ -275,10 +329,85 @@ export const routerStreamMachine = setup({
           [MODEL_HEADER]: route.model,
           [ORIGINAL_PATH_HEADER]: context.path,
           [REQUEST_ID_HEADER]: context.streamId,
+          ...(context.bodyReplaced ? { "content-length": String(route.rawBody.length) } : {}),
         }),
         clearRouteCache: true,
+        ...(context.bodyReplaced ? { body: route.rawBody } : {}),
       });
+      if (context.reservation) {
+        response.dynamicMetadata = { [AI_GATEWAY_NAMESPACE]: reservationMetadata(context.reservation) };
+      }
       return reply({ type: "reply", response });
+    }),
+    applyRouting: assign(({ context, event }) => {
+      const outcome = (event as unknown as RoutingDone).output as RoutingOutcome & { kind: "routed" };
+      return {
+        route: routedRequest(context.route as RoutedRequest, outcome),
+        routing: outcome,
+        routingHeaders: outcome.headers,
+        bodyReplaced: outcome.body !== undefined,
+      };
+    }),
+    replyRoutingBlock: emit(({ context, event }) => {
+      const outcome = (event as unknown as RoutingDone).output as RoutingOutcome & { kind: "blocked" };
+      const error = { ...outcome.error, headers: { ...outcome.error.headers, ...outcome.headers } };
+      return reply({ type: "reply", response: immediateResponse(clientErrorReply(apiOfPath(context.path), error)) });
+    }),
+    recordRoutingBlock: assign(({ event }) => {
+      const outcome = (event as unknown as RoutingDone).output as RoutingOutcome & { kind: "blocked" };
+      return { failure: rejectionOf(outcome.error) };
+    }),
+    replyFromCache: emit(({ event }) => {
+      const outcome = (event as unknown as RoutingDone).output as RoutingOutcome & { kind: "cached" };
+      return reply({
+        type: "reply",
+        response: immediateResponse({
+          status: 200,
+          body: outcome.reply.body,
+          contentType: outcome.reply.contentType,
+          headers: outcome.headers,
+          details: "tollgate_semantic_cache_hit",
+        }),
+      });
+    }),
+    replyRoutingError: emit(({ context }) =>
+      reply({
+        type: "reply",
+        response: immediateResponse(clientErrorReply(apiOfPath(context.path), {
+          status: 500,
+          type: "server_error",
+          message: "Internal error while routing the request",
+          details: "tollgate_routing_failed",
+        })),
+      })
+    ),
+    recordRoutingError: assign(({ event }) => ({
+      failure: {
+        kind: "rejected",
+        status: 500,
+        details: `tollgate_routing_failed: ${String((event as unknown as { error: unknown }).error)}`,
+      } satisfies StreamFailure,
+    })),
+    // Only a complete 2xx answer is cached; what the client receives is what the cache keeps.
+    startCacheCapture: assign(({ context }) => {
+      const store = context.routing?.cacheStore;
+      const ok = context.responseStatus !== undefined && context.responseStatus >= 200 && context.responseStatus < 300;
+      return { cacheCapture: store && ok ? { store, chunks: [], bytes: 0 } : undefined };
+    }),
+    captureForCache: enqueueActions(({ context, event, enqueue }) => {
+      if (!context.cacheCapture) return;
+      const { body, endOfStream } = (event as BodyEvent).body;
+      const kept = captureChunk(context.cacheCapture, context.chunkOut ?? body);
+      const ok = (context.responseStatus ?? 0) >= 200 && (context.responseStatus ?? 0) < 300;
+      enqueue.assign({ cacheCapture: endOfStream || !ok ? undefined : kept });
+      if (!endOfStream || !kept || !ok) return;
+      const cached = cacheableBody(kept, (context.route as RoutedRequest).stream);
+      if (!cached) return;
+      enqueue.sendTo(kept.store.writer, {
+        type: "store",
+        query: kept.store.query,
+        response: { body: cached, contentType: "application/json" },
+      });
     }),
     countAttempt: assign(({ context, event }) => {
       const e = event as AttemptEvent;
@@ -295,7 +424,15 @@ export const routerStreamMachine = setup({
       const chunkOut = t ? t.body(body, endOfStream) : body;
       const firstByteAt = context.firstByteAt ?? (body.length > 0 ? context.now() : undefined);
       const last = endOfStream && !sendsTrailers(context.mode.responseTrailerMode);
-      return { chunkOut, firstByteAt, ...(last ? { accounting: account(context) } : {}) };
+      // A whole (buffered) answer the translator could not read: Envoy still holds its headers, so the client gets
+      // a 502 with the translator's error body instead of a 200 carrying an error.
+      const invalid = unreadableAnswer(context, endOfStream) ? { responseStatus: 502 } : {};
+      return {
+        chunkOut,
+        firstByteAt,
+        ...invalid,
+        ...(last ? { accounting: account({ ...context, ...invalid }) } : {}),
+      };
     }),
     accountIfNeeded: assign(({ context }) => {
       if (context.accounting || !context.route || isOpenAIError(context.route)) return {};
@@ -320,7 +457,10 @@ export const routerStreamMachine = setup({
     continueResponseHeaders: emit(({ context }) => {
       // The body may change size chunk by chunk: the length is Envoy's to recompute, not the upstream's.
       const response = continueResponse("responseHeaders", {
-        headerMutation: headerMutation(context.translatedHeaders, context.translator ? ["content-length"] : []),
+        headerMutation: headerMutation(
+          { ...context.translatedHeaders, ...context.routingHeaders },
+          context.translator ? ["content-length"] : [],
+        ),
       });
       if (context.modeOverridden) response.modeOverride = context.mode;
       return reply({ type: "reply", response });
@@ -328,6 +468,17 @@ export const routerStreamMachine = setup({
     replyResponseChunk: emit(({ context, event }) => {
       const { body, endOfStream } = (event as BodyEvent).body;
       const out = context.chunkOut ?? body;
+      if (context.responseStatus === 502 && unreadableAnswer({ ...context, responseStatus: 200 }, endOfStream)) {
+        return reply({
+          type: "reply",
+          response: immediateResponse({
+            status: 502,
+            body: out,
+            contentType: "application/json",
+            details: "tollgate_upstream_response_unreadable",
+          }),
+        });
+      }
       const response = continueResponse("responseBody", out === body ? {} : { body: out });
       if (endOfStream && context.accounting) response.dynamicMetadata = context.accounting.metadata;
       return reply({ type: "reply", response });
@@ -377,7 +528,13 @@ export const routerStreamMachine = setup({
     edgeRoute: undefined,
     chunkOut: undefined,
     accounting: undefined,
+    reservation: undefined,
     failure: undefined,
+    routingServices: input.routing,
+    routing: undefined,
+    routingHeaders: {},
+    bodyReplaced: false,
+    cacheCapture: undefined,
   }),
   initial: "requestHeaders",
   // Anything a state does not handle is out of order. "envoy.closed" before the end means Envoy gave up.
@@ -410,20 +567,53 @@ export const routerStreamMachine = setup({
     routing: {
       always: [
         { guard: "bodyRejected", target: "failed", actions: ["replyRouteError", "recordRouteFailure"] },
-        { target: "upstream", actions: ["rememberRoutingHeaders", "replyRoute"] },
+        { guard: "semanticallyRouted", target: "selecting" },
+        { target: "upstream", actions: ["rememberRoutingHeaders", "reserveEstimate", "replyRoute"] },
       ],
+    },
+    // Semantic routing (model "auto", or a route that enables it): guards, cache, signals, model selection.
+    selecting: {
+      invoke: {
+        src: "semanticRoute",
+        input: ({ context }) => {
+          const route = context.route as RoutedRequest;
+          return {
+            engine: semanticRouterFor(context.snapshot, route, context.routingServices)!,
+            request: {
+              endpoint: route.endpoint,
+              model: route.model,
+              stream: route.stream,
+              body: route.body,
+              headers: context.requestHeaders,
+            },
+          };
+        },
+        onDone: [
+          { guard: "routingBlocked", target: "failed", actions: ["replyRoutingBlock", "recordRoutingBlock"] },
+          { guard: "routingAnsweredFromCache", target: "answered", actions: "replyFromCache" },
+          {
+            target: "upstream",
+            actions: ["applyRouting", "rememberRoutingHeaders", "reserveEstimate", "replyRoute"],
+          },
+        ],
+        onError: { target: "failed", actions: ["replyRoutingError", "recordRoutingError"] },
+      },
     },
     upstream: {
       on: {
         "attempt.started": { actions: "countAttempt" },
         "envoy.responseHeaders": {
           target: "responseHeaders",
-          actions: ["recordResponseHeaders", "overrideModeForStream"],
+          actions: ["recordResponseHeaders", "overrideModeForStream", "startCacheCapture"],
         },
         // With response headers in SKIP mode the body is the first thing we see of the response.
         "envoy.responseBody": [
-          { guard: "lastResponseChunk", target: "done", actions: ["translateResponseChunk", "replyResponseChunk"] },
-          { target: "responseBody", actions: ["translateResponseChunk", "replyResponseChunk"] },
+          {
+            guard: "lastResponseChunk",
+            target: "done",
+            actions: ["translateResponseChunk", "captureForCache", "replyResponseChunk"],
+          },
+          { target: "responseBody", actions: ["translateResponseChunk", "captureForCache", "replyResponseChunk"] },
         ],
       },
     },
@@ -437,8 +627,12 @@ export const routerStreamMachine = setup({
       on: {
         "attempt.started": { actions: "countAttempt" },
         "envoy.responseBody": [
-          { guard: "lastResponseChunk", target: "done", actions: ["translateResponseChunk", "replyResponseChunk"] },
-          { actions: ["translateResponseChunk", "replyResponseChunk"] },
+          {
+            guard: "lastResponseChunk",
+            target: "done",
+            actions: ["translateResponseChunk", "captureForCache", "replyResponseChunk"],
+          },
+          { actions: ["translateResponseChunk", "captureForCache", "replyResponseChunk"] },
         ],
         "envoy.responseTrailers": { target: "done", actions: "continueResponseTrailers" },
       },
@@ -451,6 +645,8 @@ export const routerStreamMachine = setup({
       ],
     },
     failed: { type: "final" },
+    /** Answered by the gateway itself (a semantic cache hit): nothing went upstream, nothing to account. */
+    answered: { type: "final" },
   },
   output: ({ context }) => ({
     outcome: context.failure?.kind ?? "done",

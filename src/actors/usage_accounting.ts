@@ -8,6 +8,8 @@ import { buildDescriptors } from "../edge/rate_limit_descriptors.ts";
 import { evaluateCosts } from "../usage/costs.ts";
 import { type UsageEvent, usageEventId, usageEventTime } from "../usage/usage_event.ts";
 import { AI_GATEWAY_NAMESPACE, usageMetadata } from "./response_translation.ts";
+import type { RateLimitEntry } from "../edge/config.ts";
+import type { Reservation } from "../usage/reservation_plan.ts";
 
 export interface ResponseFacts {
   readonly route: RoutedRequest;
@@ -25,6 +27,8 @@ export interface ResponseFacts {
   readonly startedAt: number;
   readonly endedAt: number;
   readonly firstByteAt: number | undefined;
+  /** What the router asked the rate limit service to reserve before the request (admission by reservation). */
+  readonly reservation?: Reservation | undefined;
 }
 
 export interface Accounting {
@@ -51,13 +55,16 @@ export function accountResponse(f: ResponseFacts): Accounting {
   const metadata = usageMetadata(f.usage, { model: f.route.model, responseModel: f.responseModel, backend: f.backend });
   Object.assign(metadata[AI_GATEWAY_NAMESPACE]!, evaluated.values);
   const limits = f.edgeRoute === undefined ? undefined : f.snapshot.rateLimits.get(f.edgeRoute);
+  const ctx = { headers: f.requestHeaders, metadata: new Map(Object.entries(metadata)) };
   const descriptors = ok && limits
-    ? buildDescriptors(limits.entries, { headers: f.requestHeaders, metadata: new Map(Object.entries(metadata)) }, true)
-      .map((d) => ({
+    ? limits.entries.flatMap((entry) =>
+      buildDescriptors([entry], ctx, true).map((d) => ({
         domain: limits.domain,
         entries: d.entries.map((e) => ({ key: e.key, value: e.value })),
         ...(d.hitsAddend !== undefined ? { hitsAddend: d.hitsAddend } : {}),
+        ...reservedFor(entry, f.reservation),
       }))
+    )
     : [];
   const override = ref?.modelNameOverride;
   const event: UsageEvent = {
@@ -78,8 +85,17 @@ export function accountResponse(f: ResponseFacts): Accounting {
     latencyMs: Math.max(0, f.endedAt - f.startedAt),
     ...(f.route.stream && f.firstByteAt !== undefined ? { ttftMs: Math.max(0, f.firstByteAt - f.startedAt) } : {}),
     stream: f.route.stream,
+    ...(f.reservation ? { reservation: f.reservation.id } : {}),
   };
   return { metadata, event, costErrors: evaluated.errors.map((e) => e.message) };
+}
+
+/** The amount reserved for the cost a stream-done entry charges, if the request reserved one. */
+function reservedFor(entry: RateLimitEntry, r: Reservation | undefined): { reserved?: number } {
+  const addend = entry.hitsAddend;
+  if (!r || !addend || !("metadata" in addend)) return {};
+  const amount = r.amounts[addend.metadata.key];
+  return amount === undefined ? {} : { reserved: amount };
 }
 
 /** Envoy AI Gateway hands CEL the backend as "name.namespace"; expressions written for it compare that form. */

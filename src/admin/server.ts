@@ -9,6 +9,8 @@ export interface AdminOptions {
   readonly notReadyReason: () => string | null;
   /** Extra facts for /readyz (e.g. the applied config revision). */
   readonly status?: () => Record<string, unknown>;
+  /** The live dashboard (src/observability/dashboard/): answers `/`, `/dashboard` and `/dashboard/data`. */
+  readonly dashboard?: { readonly handle: (req: Request) => Response | undefined };
 }
 
 export interface AdminServer extends AsyncDisposable {
@@ -42,6 +44,8 @@ export function startAdmin(o: AdminOptions): Promise<AdminServer> {
 async function handle(o: AdminOptions, req: Request): Promise<Response> {
   const path = new URL(req.url).pathname;
   if (req.method !== "GET" && req.method !== "HEAD") return new Response("Method not allowed\n", { status: 405 });
+  const page = o.dashboard?.handle(req);
+  if (page) return page;
   switch (path) {
     case "/metrics":
       return new Response(await o.registry.metrics(), { headers: { "content-type": o.registry.contentType } });

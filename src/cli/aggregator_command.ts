@@ -9,9 +9,13 @@ import { createLogger } from "../observability/logger.ts";
 import { startAggregator } from "../actors/aggregator/replica.ts";
 import { emptyRuleSet, loadRuleSources, type RuleSources } from "../actors/aggregator/rule_files.ts";
 import { checkReplica } from "../actors/aggregator/snapshot_store.ts";
+import { startConfigSubscriber } from "../actors/config_subscriber.ts";
+import { aggregatorRuleSet } from "../control/bus/aggregator_rules.ts";
+import { tmpdir } from "node:os";
 import { connectNats, type NatsConnectOptions } from "../usage/nats_connection.ts";
 import { NATS_FLAGS, NATS_HELP, natsOptions } from "./nats_flags.ts";
 import { DEFAULT_RATE_LIMIT_HEADERS } from "../usage/rls_service.ts";
+import { aggregatorDashboard } from "../observability/dashboard/dashboard_roles.ts";
 import {
   listFlag,
   logLevelFlag,
@@ -35,6 +39,7 @@ export const AGGREGATOR_FLAGS = {
   "stream-replicas": { type: "string" },
   "rate-limit-headers": { type: "boolean" },
   "log-level": { type: "string" },
+  "config-cache": { type: "string" },
 } as const;
 
 export const AGGREGATOR_HELP = `Usage: tollgate aggregator --nats URL [flags]
@@ -46,7 +51,7 @@ to the KV bucket TOLLGATE_AGGREGATOR, and answers envoy.service.ratelimit.v3.Rat
 Flags:
 ${NATS_HELP}
   --listen ADDR            rate limit service: HOST:PORT, :PORT or unix:///path.sock (default :8081)
-  --admin ADDR             admin HTTP port for /metrics, /healthz, /readyz (default :1064; "off" disables it)
+  --admin ADDR             admin HTTP port: dashboard /, /metrics, /healthz, /readyz (default :1064; "off" disables it)
   --rules PATH             envoyproxy/ratelimit config (YAML file or directory, repeatable), watched
   --resources PATH         Envoy AI Gateway resources (file or directory, repeatable), watched: the rules of their
                            BackendTrafficPolicies; rules with a response cost are fed by usage events and only
@@ -59,6 +64,9 @@ ${NATS_HELP}
   --log-level LEVEL        trace, debug, info, warn, error (default info, or TOLLGATE_LOG_LEVEL)
   -h, --help               show this help
 
+Without --rules and --resources, the rules come from \`tollgate controller\` over NATS KV (bucket TOLLGATE_CONFIG),
+applied as each config revision arrives and kept in --config-cache PATH (default
+$TMPDIR/tollgate/aggregator-config.snapshot; "off": none) for a restart; /readyz waits for a first config.
 A change to the rule files that does not load is rejected with every error located; the rules in force stay.
 Ready (/readyz) once caught up with the stream's last record at start. SIGTERM: stop serving, publish the hit events
 held, write a final snapshot, exit 0.
@@ -75,6 +83,8 @@ export interface AggregatorCommandOptions {
   readonly streamReplicas: number;
   readonly rateLimitHeaders: boolean;
   readonly logLevel: string;
+  /** Where the config from NATS is cached (used without --rules and --resources); undefined for none. */
+  readonly configCache: string | undefined;
 }
 
 export function aggregatorOptions(p: Parsed): AggregatorCommandOptions {
@@ -112,6 +122,9 @@ export function aggregatorOptions(p: Parsed): AggregatorCommandOptions {
     streamReplicas: positiveIntFlag("aggregator", p, "stream-replicas", 1),
     rateLimitHeaders: p.values["rate-limit-headers"] === true,
     logLevel: logLevelFlag("aggregator", p),
+    configCache: ((path) => path === "off" ? undefined : path)(
+      stringFlag(p, "config-cache", `${tmpdir()}/tollgate/aggregator-config.snapshot`),
+    ),
   };
 }
 
@@ -142,8 +155,17 @@ export async function runAggregator(o: AggregatorCommandOptions): Promise<number
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "tollgate_process_" });
   let notReady: () => string | null = () => "connecting to NATS";
+  let configStatus: () => Record<string, unknown> = () => ({});
+  const dashboard = o.admin ? aggregatorDashboard({ replica: o.replica, notReadyReason: () => notReady() }) : undefined;
   const admin = o.admin
-    ? await startAdmin({ listen: o.admin, registry, notReadyReason: () => notReady() }).catch((e) => e as Error)
+    ? await startAdmin({
+      listen: o.admin,
+      registry,
+      notReadyReason: () => notReady(),
+      status: () => configStatus(),
+      ...(dashboard ? { dashboard } : {}),
+    })
+      .catch((e) => e as Error)
     : undefined;
   if (admin instanceof Error) {
     console.error(`tollgate aggregator: ${admin.message}`);
@@ -173,8 +195,21 @@ export async function runAggregator(o: AggregatorCommandOptions): Promise<number
     replicas: o.streamReplicas,
     snapshotIntervalMs: o.snapshotIntervalMs,
     snapshotEveryRecords: o.snapshotRecords,
+    ...(dashboard ? { onUsage: dashboard.recordUsage } : {}),
   });
-  notReady = () => replica.notReadyReason();
+  dashboard?.attach(replica.core);
+  // No rule files: the rules are the controller's, from the config bucket (or the cache while NATS is away).
+  const config = watched ? undefined : startConfigSubscriber({
+    connect: () => Promise.resolve(link),
+    apply: (snapshot) => replica.setRules(aggregatorRuleSet(snapshot)),
+    log: logger,
+    registry,
+    ...(o.configCache ? { cacheFile: o.configCache } : {}),
+  });
+  if (config) configStatus = () => ({ ...config.status() });
+  notReady = () =>
+    replica.notReadyReason() ??
+      (config?.status().configRevision === null ? "waiting for a first config from the controller" : null);
   const outcome = await Promise.race([
     replica.listening.then((address) => ({ address }), (error: Error) => ({ error })),
     signalled.then(() => ({ stopped: true as const })),
@@ -204,6 +239,7 @@ export async function runAggregator(o: AggregatorCommandOptions): Promise<number
     logger.info({ signal: ended.signal, seq: replica.core.seq }, "Draining");
     await replica.stop();
   }
+  await config?.stop();
   await admin?.shutdown();
   await link.close();
   if ("failed" in ended && ended.failed) {

@@ -1,12 +1,13 @@
-// Every `tollgate` subcommand: its flags, its help, and what it runs. Subcommands whose capability lands with a
-// later issue parse their flags and then say plainly that they are not built yet.
+// Every `tollgate` subcommand: its flags, its help, and what it runs.
 import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
 import { AGGREGATOR_FLAGS, AGGREGATOR_HELP, aggregatorCommand } from "./aggregator_command.ts";
+import { CONTROLLER_FLAGS, CONTROLLER_HELP, controllerCommand } from "./controller_command.ts";
 import { EXTPROC_FLAGS, EXTPROC_HELP, runSidecar, sidecarOptions } from "./extproc_command.ts";
 import { VERSION } from "../version.ts";
 import { RUN_FLAGS, RUN_HELP, runGateway } from "./run_command.ts";
 import { RENDER_FLAGS, RENDER_HELP, renderCommand } from "./render_command.ts";
 import { VALIDATE_HELP, validateCommand } from "./validate_command.ts";
+import { EVAL_FLAGS, EVAL_HELP, evalCommand } from "./eval_command.ts";
 
 export interface Command {
   readonly summary: string;
@@ -14,28 +15,6 @@ export interface Command {
   readonly flags: FlagSpec;
   readonly positionals?: number;
   run(args: readonly string[]): Promise<number>;
-}
-
-function pending(
-  name: string,
-  summary: string,
-  usage: string,
-  flags: FlagSpec,
-  issue: string,
-  positionals = 0,
-): Command {
-  const help =
-    `Usage: tollgate ${name} ${usage}\n\n${summary}\n\nNot built yet: this subcommand lands with ${issue}.\n`;
-  return {
-    summary,
-    help,
-    flags,
-    positionals,
-    run: () => {
-      console.error(`tollgate ${name}: not built yet; it lands with ${issue}.`);
-      return Promise.resolve(1);
-    },
-  };
 }
 
 export const COMMANDS: Readonly<Record<string, Command>> = {
@@ -61,13 +40,12 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     flags: AGGREGATOR_FLAGS,
     run: aggregatorCommand,
   },
-  controller: pending(
-    "controller",
-    "Watch resources, compile them and publish config snapshots to NATS KV.",
-    "--watch DIR --nats URL [--admin :1064]",
-    { watch: { type: "string" }, nats: { type: "string" }, admin: { type: "string" } },
-    "issue #6 (control plane)",
-  ),
+  controller: {
+    summary: "Watch resources, compile them and publish config snapshots to NATS KV (leader-elected)",
+    help: CONTROLLER_HELP,
+    flags: CONTROLLER_FLAGS,
+    run: controllerCommand,
+  },
   validate: {
     summary: "Validate Envoy AI Gateway resources (YAML): every error with file, document and path",
     help: VALIDATE_HELP,
@@ -81,6 +59,13 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     flags: RENDER_FLAGS,
     positionals: 64,
     run: (args) => renderCommand(parseFlags("render", args, RENDER_FLAGS, 64)),
+  },
+  eval: {
+    summary: "Evaluate semantic routing and the guards on a labelled JSONL file (routing, pii, jailbreak)",
+    help: EVAL_HELP,
+    flags: EVAL_FLAGS,
+    positionals: 2,
+    run: evalCommand,
   },
   version: {
     summary: "Print the version",

@@ -8,9 +8,23 @@ import { startAdmin } from "../admin/server.ts";
 import { createLogger, type Logger } from "../observability/logger.ts";
 import { hostname } from "node:os";
 import { connectNats, type NatsConnectOptions, type NatsLink } from "../usage/nats_connection.ts";
-import { sharedNatsLink, startUsageSink, type UsageSink } from "../usage/usage_sink.ts";
+import { type SharedNatsLink, sharedNatsLink, startUsageSink, type UsageSink } from "../usage/usage_sink.ts";
+import { tmpdir } from "node:os";
+import { systemClock } from "../observability/clock.ts";
+import type { GatewaySnapshot } from "../control/snapshot.ts";
+import { DEFAULT_SECRETS_DIR } from "../control/secrets.ts";
+import { SidecarConfig } from "../control/bus/sidecar_config.ts";
+import { type ConfigSubscriber, startConfigSubscriber } from "../actors/config_subscriber.ts";
 import type { UsageEvent } from "../usage/usage_event.ts";
 import { NATS_FLAGS, NATS_HELP, natsOptions } from "./nats_flags.ts";
+import {
+  OBSERVABILITY_FLAGS,
+  OBSERVABILITY_HELP,
+  type ObservabilityOptions,
+  observabilityOptions,
+  startTracing,
+} from "./observability_flags.ts";
+import { registerConfigRevision } from "../observability/config_metrics.ts";
 import { USAGE_SPOOL_FLAGS, USAGE_SPOOL_HELP, type UsageSpoolOptions, usageSpoolOptions } from "./usage_spool_flags.ts";
 import { listFlag, logLevelFlag, type Parsed, positiveIntFlag, secondsFlag, stringFlag, UsageError } from "./args.ts";
 
@@ -24,6 +38,9 @@ export const EXTPROC_FLAGS = {
   "log-level": { type: "string" },
   ...NATS_FLAGS,
   ...USAGE_SPOOL_FLAGS,
+  ...OBSERVABILITY_FLAGS,
+  "config-cache": { type: "string" },
+  "secrets-dir": { type: "string" },
 } as const;
 
 export const EXTPROC_HELP = `Usage: tollgate extproc [flags]
@@ -45,6 +62,16 @@ Usage events (one per request, for token rate limits) go to NATS JetStream when 
 down or slow they wait in a local spool file and are replayed in order once it answers:
 ${NATS_HELP}
 ${USAGE_SPOOL_HELP}
+
+With --nats and without --config, the config itself comes from \`tollgate controller\` over NATS KV (bucket
+TOLLGATE_CONFIG): applied atomically (open streams keep the config they started with), kept on disk, and served
+from there when the sidecar starts while NATS is unreachable. /readyz waits for a first config.
+  --config-cache PATH      last good config snapshot (default $TMPDIR/tollgate/config.snapshot; "off": none)
+  --secrets-dir DIR        mounted Secrets, as DIR/<namespace>/<name>/<key> (default ${DEFAULT_SECRETS_DIR});
+                           a key not there is read from TOLLGATE_SECRET_<NAMESPACE>_<NAME>_<KEY>; re-read on change
+
+Observability (metrics are always on the admin port):
+${OBSERVABILITY_HELP}
 `;
 
 export interface SidecarOptions {
@@ -57,6 +84,11 @@ export interface SidecarOptions {
   readonly logLevel: string;
   readonly nats: NatsConnectOptions | undefined;
   readonly usageSpool: UsageSpoolOptions;
+  /** Where the config from NATS is cached; undefined for none. */
+  readonly configCache: string | undefined;
+  readonly secretsDir: string;
+  /** Tracing and the tenant label of the metrics; both off when absent. */
+  readonly observability?: ObservabilityOptions;
 }
 
 export function sidecarOptions(command: string, p: Parsed, defaultListen: string): SidecarOptions {
@@ -81,6 +113,9 @@ export function sidecarOptions(command: string, p: Parsed, defaultListen: string
     logLevel,
     nats: natsOptions(command, p, `tollgate-${command}-${hostname()}`),
     usageSpool: usageSpoolOptions(command, p),
+    configCache: configCachePath(p),
+    secretsDir: stringFlag(p, "secrets-dir", DEFAULT_SECRETS_DIR),
+    observability: observabilityOptions(command, p, Deno.env.toObject()),
   };
 }
 
@@ -109,14 +144,30 @@ export async function runSidecar(role: string, o: SidecarOptions, banner?: (s: s
     return 1;
   }
   const fixed = defaultSnapshot(o.models);
-  const current = () => source?.current() ?? fixed;
+  // Without files, the config comes from the controller over NATS (one --nats for usage and config).
+  const fromNats = nats && o.configPaths.length === 0
+    ? subscribeSidecarConfig({
+      nats,
+      initial: fixed,
+      registry,
+      logger,
+      cacheFile: o.configCache,
+      secretsDir: o.secretsDir,
+    })
+    : undefined;
+  const current = () => source?.current() ?? fromNats?.config.current() ?? fixed;
   if (o.listen.kind === "unix") await Deno.mkdir(o.listen.path.replace(/\/[^/]*$/, "") || "/", { recursive: true });
+  // The NATS config subscriber has its own tollgate_config_revision; this one covers --config files and --model.
+  registerConfigRevision(registry, () => current().revision);
+  const tracing = o.observability ? startTracing(o.observability, role, logger) : undefined;
   const server = new ExtProcServer({
     listen: o.listen,
     snapshot: current,
     logger,
     registry,
     maxBodyBytes: o.maxBodyBytes,
+    ...(o.observability?.tenant ? { metricsTenant: o.observability.tenant } : {}),
+    ...(tracing ? { tracing } : {}),
     ...(usage ? { onUsage: (e: UsageEvent) => usage.publish(e) } : {}),
   });
   const bound = await server.start();
@@ -124,8 +175,16 @@ export async function runSidecar(role: string, o: SidecarOptions, banner?: (s: s
     ? await startAdmin({
       listen: o.admin,
       registry,
-      notReadyReason: () => server.ready ? null : "the ExtProc server is draining",
-      status: () => ({ configRevision: current().revision }),
+      notReadyReason: () =>
+        !server.ready
+          ? "the ExtProc server is draining"
+          : fromNats?.subscriber.status().configRevision === null
+          ? "waiting for a first config (from NATS or the config cache)"
+          : null,
+      status: () => ({
+        configRevision: current().revision,
+        ...(fromNats ? { ...fromNats.subscriber.status(), unresolvedSecrets: fromNats.config.unresolvedSecrets } : {}),
+      }),
     })
     : undefined;
   logger.info(
@@ -146,12 +205,46 @@ export async function runSidecar(role: string, o: SidecarOptions, banner?: (s: s
   });
   logger.info({ signal, graceSeconds: o.graceSeconds, open: server.openStreams }, "Draining");
   const { forced } = await server.drain(o.graceSeconds * 1000);
+  await tracing?.shutdown();
   await usage?.close();
+  await fromNats?.subscriber.stop();
+  fromNats?.config[Symbol.dispose]();
   await nats?.close();
   await admin?.shutdown();
   source?.[Symbol.dispose]();
   logger.info({ forced, usageSpooled: usage?.spooled ?? 0 }, "Stopped");
   return 0;
+}
+
+function configCachePath(p: Parsed): string | undefined {
+  const path = stringFlag(p, "config-cache", `${tmpdir()}/tollgate/config.snapshot`);
+  return path === "off" ? undefined : path;
+}
+
+/** The config subscriber of a sidecar: snapshots from NATS, credentials from this pod's mounts. */
+function subscribeSidecarConfig(o: {
+  nats: SharedNatsLink;
+  initial: GatewaySnapshot;
+  registry: Registry;
+  logger: Logger;
+  cacheFile: string | undefined;
+  secretsDir: string;
+}): { config: SidecarConfig; subscriber: ConfigSubscriber } {
+  const config = new SidecarConfig({
+    initial: o.initial,
+    secretsDir: o.secretsDir,
+    env: Deno.env.toObject(),
+    clock: systemClock,
+    log: o.logger,
+  });
+  const subscriber = startConfigSubscriber({
+    connect: o.nats.get,
+    apply: config.apply,
+    log: o.logger,
+    registry: o.registry,
+    ...(o.cacheFile ? { cacheFile: o.cacheFile } : {}),
+  });
+  return { config, subscriber };
 }
 
 /** Dials NATS until it answers (logging each failed try) or the process stops. */

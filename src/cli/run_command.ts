@@ -23,6 +23,10 @@ import { sharedNatsLink, startUsageSink, type UsageSink } from "../usage/usage_s
 import { NATS_FLAGS, NATS_HELP, natsOptions } from "./nats_flags.ts";
 import { USAGE_SPOOL_FLAGS, USAGE_SPOOL_HELP, usageSpoolOptions } from "./usage_spool_flags.ts";
 import { connectSidecarNats } from "./extproc_command.ts";
+import { OBSERVABILITY_FLAGS, OBSERVABILITY_HELP, observabilityOptions, startTracing } from "./observability_flags.ts";
+import { registerConfigRevision } from "../observability/config_metrics.ts";
+import { EdgeMetrics } from "../edge/edge_metrics.ts";
+import { runDashboard } from "../observability/dashboard/dashboard_roles.ts";
 
 export const RUN_FLAGS = {
   listen: { type: "string" },
@@ -31,6 +35,7 @@ export const RUN_FLAGS = {
   model: { type: "string", multiple: true },
   ...NATS_FLAGS,
   ...USAGE_SPOOL_FLAGS,
+  ...OBSERVABILITY_FLAGS,
   grace: { type: "string" },
   "log-level": { type: "string" },
 } as const;
@@ -49,7 +54,7 @@ TOLLGATE_ANTHROPIC_MODELS; Anthropic clients (/anthropic/v1/messages) reach Anth
 
 Flags:
   --listen HOST:PORT    where the edge serves HTTP (default 127.0.0.1:1975; use 0.0.0.0:1975 to expose it)
-  --admin HOST:PORT     admin port: /metrics, /healthz, /readyz (default 127.0.0.1:1064; "off" disables it)
+  --admin HOST:PORT     admin port: dashboard /, /metrics, /healthz, /readyz (default 127.0.0.1:1064; "off" disables it)
   --access-log DEST     one JSON line per request to "stdout" (default), a file path, or "off"
   --model NAME          a model to list on /v1/models besides the configured ones (repeatable)
   --grace SECONDS       on SIGTERM, how long requests in flight may finish (default 15)
@@ -62,6 +67,9 @@ usage stream, so several \`run\` processes or aggregators on one NATS share exac
 folded in memory.
 ${NATS_HELP}
 ${USAGE_SPOOL_HELP}
+
+Observability (metrics are always on the admin port):
+${OBSERVABILITY_HELP}
 `;
 
 function tcp(command: string, flag: string, text: string): ListenAddress & { kind: "tcp" } {
@@ -84,6 +92,7 @@ export async function runGateway(p: Parsed): Promise<number> {
   const natsConnect = natsOptions("run", p, `tollgate-run-${hostname()}-${listen.port}`);
   const spoolOptions = usageSpoolOptions("run", p, `usage-run-${listen.port}.spool`);
   const logger = createLogger({ level: logLevelFlag("run", p), role: "run" });
+  const observability = observabilityOptions("run", p, Deno.env.toObject());
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "tollgate_process_" });
 
@@ -172,16 +181,24 @@ export async function runGateway(p: Parsed): Promise<number> {
     notes.push(...discovery.notes);
     if (echo) notes.push(`No provider configured: routing "${DEMO_MODEL}" to the built-in demo provider (it echoes).`);
   }
+  const usagePath = usage ? "NATS JetStream" : "in process";
+  const dashboard = admin
+    ? runDashboard({ snapshot: () => topology.snapshot, core: () => limits?.core, usagePath })
+    : undefined;
+  const tracing = startTracing(observability, "run", logger);
+  registerConfigRevision(registry, () => topology.snapshot.revision);
   const extproc = new ExtProcServer({
     listen: { kind: "unix", path: socket },
     snapshot: () => topology.snapshot,
     logger,
     registry,
-    ...(usage
-      ? { onUsage: (e: UsageEvent) => usage!.publish(e) }
-      : limits
-      ? { onUsage: (e: UsageEvent) => limits!.apply(e) }
-      : {}),
+    ...(observability.tenant ? { metricsTenant: observability.tenant } : {}),
+    ...(tracing ? { tracing } : {}),
+    onUsage: (e: UsageEvent) => {
+      dashboard?.recordUsage(e);
+      if (usage) usage.publish(e);
+      else limits?.apply(e);
+    },
   });
   await extproc.start();
   const rateLimiter = limits
@@ -193,11 +210,14 @@ export async function runGateway(p: Parsed): Promise<number> {
       enableXRateLimitHeaders: true,
     }, { clock: systemClock, logger })
     : undefined;
+  const edgeAccessLog = topology.edge.accessLog ? accessLogSink(topology.edge.accessLog) : undefined;
+  const edgeLog = dashboard ? dashboard.accessLog(edgeAccessLog) : edgeAccessLog;
   const edge = new EdgeServer(topology.edge, {
     clock: systemClock,
     logger,
+    metrics: new EdgeMetrics(registry, { tenant: observability.tenant }),
     ...(rateLimiter ? { rateLimiter } : {}),
-    ...(topology.edge.accessLog ? { accessLog: accessLogSink(topology.edge.accessLog) } : {}),
+    ...(edgeLog ? { accessLog: edgeLog } : {}),
   });
   const http = await listenEdge(edge, listen.host, listen.port);
   const adminServer = admin
@@ -206,6 +226,7 @@ export async function runGateway(p: Parsed): Promise<number> {
       registry,
       notReadyReason: () => (extproc.ready ? null : "draining"),
       status: () => ({ configRevision: topology.snapshot.revision }),
+      ...(dashboard ? { dashboard } : {}),
     })
     : undefined;
 
@@ -220,6 +241,7 @@ export async function runGateway(p: Parsed): Promise<number> {
       ``,
       `Tollgate is serving an OpenAI-compatible API on ${url}/v1`,
       ...notes.map((n) => `  ${n}`),
+      adminServer ? `  Dashboard: http://${formatListenAddress(adminServer.address)}/` : "",
       adminServer ? `  Metrics and health: http://${formatListenAddress(adminServer.address)}/metrics` : "",
       ``,
       `Try it:`,
@@ -236,6 +258,7 @@ export async function runGateway(p: Parsed): Promise<number> {
   const stopped = http.shutdown();
   await Promise.race([stopped, new Promise((r) => setTimeout(r, graceSeconds * 1000))]);
   await extproc.drain(graceSeconds * 1000);
+  await tracing?.shutdown();
   rateLimiter?.close();
   await usage?.close();
   await limits?.[Symbol.asyncDispose]();

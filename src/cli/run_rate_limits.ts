@@ -5,7 +5,7 @@
 import type { CompiledGateway } from "../control/compile/compiled.ts";
 import type { Logger } from "../observability/logger.ts";
 import { AggregatorCore, UsageFedRules } from "../usage/aggregator_core.ts";
-import { rulesFromCompiled } from "../usage/rls_config.ts";
+import { type RlsConfigOptions, rulesFromCompiled } from "../usage/rls_config.ts";
 import { RlsServer } from "../usage/rls_service.ts";
 import type { UsageEvent } from "../usage/usage_event.ts";
 import { usageFedTemplates } from "../actors/aggregator/rule_files.ts";
@@ -18,14 +18,22 @@ export interface LocalRateLimits extends AsyncDisposable {
   /** gRPC target of the rate limit service. */
   readonly target: string;
   readonly domain: string;
+  /** The counters and rules the rate limit service answers from (the dashboard's headroom). */
+  readonly core: AggregatorCore;
   apply(event: UsageEvent): void;
+}
+
+/** The RateLimitOptions' calendar, which every rate-limit window of the configuration follows. */
+export function windowOptions(compiled: CompiledGateway): RlsConfigOptions {
+  const calendar = compiled.rateLimitOptions?.calendar;
+  return calendar ? { windows: { calendar } } : {};
 }
 
 export async function startLocalRateLimits(
   compiled: CompiledGateway,
   o: { readonly socketPath: string; readonly domain: string; readonly logger: Logger },
 ): Promise<LocalRateLimits> {
-  const loaded = rulesFromCompiled(compiled.rateLimitRules);
+  const loaded = rulesFromCompiled(compiled.rateLimitRules, windowOptions(compiled));
   if (!loaded.ok) throw new Error(`Invalid rate-limit rules:\n${loaded.errors.map(formatResourceError).join("\n")}`);
   const usageFed = new UsageFedRules(usageFedTemplates(compiled, o.domain));
   const core = new AggregatorCore({ replica: "run", rules: loaded.rules, usageFed });
@@ -35,12 +43,15 @@ export async function startLocalRateLimits(
     logger: o.logger,
     store: core.view,
     checkOnly: (limit) => usageFed.covers(limit.counterKey),
+    // No log here: a reservation is folded as soon as it is held, and the usage event folded in process releases it.
+    onReserve: (r) => core.reserveFolded(r),
   });
   // Expired windows are dropped once a minute, so a long-running gateway does not keep every old counter.
   const pruning = setInterval(() => core.prune(), 60_000);
   return {
     target: `unix://${o.socketPath}`,
     domain: o.domain,
+    core,
     apply: (event) => void core.applyUsage(event),
     async [Symbol.asyncDispose]() {
       clearInterval(pruning);
@@ -65,7 +76,7 @@ export async function startNatsRateLimits(
     readonly replica: string;
   },
 ): Promise<LocalRateLimits> {
-  const loaded = rulesFromCompiled(compiled.rateLimitRules);
+  const loaded = rulesFromCompiled(compiled.rateLimitRules, windowOptions(compiled));
   if (!loaded.ok) throw new Error(`Invalid rate-limit rules:\n${loaded.errors.map(formatResourceError).join("\n")}`);
   const usageFed = new UsageFedRules(usageFedTemplates(compiled, o.domain));
   const replica = startAggregator({
@@ -80,6 +91,7 @@ export async function startNatsRateLimits(
   return {
     target: `unix://${o.socketPath}`,
     domain: o.domain,
+    core: replica.core,
     apply: () => {}, // Usage reaches this replica through JetStream.
     async [Symbol.asyncDispose]() {
       await replica.stop();

@@ -4,7 +4,7 @@
 import type { EdgeConfig } from "../edge/config.ts";
 import { loadResources } from "./resources/load.ts";
 import { formatResourceError, type ResourceError } from "./resources/errors.ts";
-import { secretValue } from "./resources/kubernetes.ts";
+import { firstOf, resourceSecrets, secretEnvName, type SecretResolver } from "./secrets.ts";
 import { parseAwsCredentialsFile } from "../protocol/auth/aws_credentials.ts";
 import { compileCosts, type CostProgram } from "../usage/costs.ts";
 
@@ -13,6 +13,8 @@ import type { Resource } from "./resources/resource.ts";
 import { compileGateway } from "./compile/compile_gateway.ts";
 import type { CompiledBackend, CompiledGateway, SecretReference } from "./compile/compiled.ts";
 import { type BackendInfo, buildSnapshot, type GatewaySnapshot } from "./snapshot.ts";
+import { prepareRouting } from "../routing/routing_table.ts";
+import { buildReservationPlan } from "../usage/reservation_plan.ts";
 
 export interface GatewayConfigOptions {
   readonly extProcTarget: string;
@@ -22,6 +24,8 @@ export interface GatewayConfigOptions {
   readonly rateLimit?: { readonly target: string; readonly domain: string };
   readonly accessLog?: string;
   readonly revision?: number;
+  /** Where Secret keys not defined in the files are read (mounted Secrets, environment). */
+  readonly secrets?: SecretResolver;
 }
 
 export type GatewayConfig =
@@ -55,35 +59,57 @@ export async function loadGatewayConfig(paths: readonly string[], o: GatewayConf
     ...(o.accessLog ? { accessLog: o.accessLog } : {}),
   });
   if (!compiled.ok) return { ok: false, errors: compiled.errors };
-  const notes: string[] = [];
-  const secrets = new Map(
-    loaded.resources.filter((r) => r.kind === "Secret").map((r) => [`${r.metadata.namespace}/${r.metadata.name}`, r]),
-  );
-  const backends: BackendInfo[] = [];
-  const errors: ResourceError[] = [];
-  for (const b of compiled.backends) {
-    const info = backendInfo(
-      b,
-      o.env ?? {},
-      (ref) => {
-        const secret = secrets.get(`${ref.namespace}/${ref.name}`);
-        return secret ? secretValue(secret as Parameters<typeof secretValue>[0], ref.key) : undefined;
-      },
-      notes,
-      errors,
-    );
-    if (info) backends.push(info);
-  }
-  if (errors.length > 0) return { ok: false, errors };
+  const materialized = materializeSnapshot(compiled, {
+    revision: o.revision ?? 1,
+    rateLimitDomain: o.rateLimit?.domain ?? DEFAULT_RATE_LIMIT_DOMAIN,
+    env: o.env ?? {},
+    secret: o.secrets ? firstOf(resourceSecrets(loaded.resources), o.secrets) : resourceSecrets(loaded.resources),
+  });
+  if (!materialized.ok) return { ok: false, errors: materialized.errors };
+  const { snapshot } = materialized;
+  const notes = [...materialized.notes];
   let edge = compiled.edge;
   if (compiled.rateLimitRules.length > 0 && !o.rateLimit) {
     notes.push(
-      `${compiled.rateLimitRules.length} rate-limit rule(s) compiled but not enforced: the rate limit service lands with issue #5`,
+      `${compiled.rateLimitRules.length} rate-limit rule(s) compiled but not enforced here: no rate limit service given`,
     );
     edge = { ...edge, routes: edge.routes.map((r) => ({ ...r, rateLimits: [] })) };
     const { rateLimit: _dropped, ...rest } = edge;
     edge = rest;
   }
+  return { ok: true, edge, snapshot, compiled, notes };
+}
+
+export interface MaterializeOptions {
+  readonly revision: number;
+  /** The rate limit domain usage events count against (default "ai-gateway"). */
+  readonly rateLimitDomain?: string;
+  /** This process's environment: rotated token files of GCP and Azure backends are named there. */
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** Resolves Secret references from what this process can read (files in the config, mounts, environment). */
+  readonly secret: SecretResolver;
+  /**
+   * "error" (default): a Secret key this process cannot read rejects the config. "omit": the backend is served
+   * without credentials and a note says so (a sidecar fed over NATS still applies everything else, and picks the
+   * key up when it is mounted).
+   */
+  readonly missingSecrets?: "error" | "omit";
+}
+
+export type Materialized =
+  | { readonly ok: true; readonly snapshot: GatewaySnapshot; readonly notes: readonly string[] }
+  | { readonly ok: false; readonly errors: readonly ResourceError[] };
+
+/** A compiled gateway (credentials by reference) → the snapshot a sidecar serves, credentials resolved locally. */
+export function materializeSnapshot(compiled: CompiledGateway, o: MaterializeOptions): Materialized {
+  const notes: string[] = [];
+  const backends: BackendInfo[] = [];
+  const errors: ResourceError[] = [];
+  for (const b of compiled.backends) {
+    const info = backendInfo(b, o.env, o.secret, notes, errors, o.missingSecrets ?? "error");
+    if (info) backends.push(info);
+  }
+  if (errors.length > 0) return { ok: false, errors };
   const costs = compileCosts(compiled.llmRequestCosts);
   if (!costs.ok) {
     return {
@@ -98,7 +124,7 @@ export async function loadGatewayConfig(paths: readonly string[], o: GatewayConf
   }
   const routeCosts = new Map<string, CostProgram[]>();
   for (const c of costs.costs) routeCosts.set(c.route, [...(routeCosts.get(c.route) ?? []), c]);
-  const domain = o.rateLimit?.domain ?? DEFAULT_RATE_LIMIT_DOMAIN;
+  const domain = o.rateLimitDomain ?? DEFAULT_RATE_LIMIT_DOMAIN;
   const rateLimits = new Map(
     compiled.edge.routes
       .map((r) => [r.name, { domain, entries: r.rateLimits.filter((e) => e.applyOnStreamDone) }] as const)
@@ -114,15 +140,27 @@ export async function loadGatewayConfig(paths: readonly string[], o: GatewayConf
       ...(r.bodyMutation ? { bodyMutation: r.bodyMutation } : {}),
     }))
   );
-  const snapshot = buildSnapshot(o.revision ?? 1, {
+  const snapshot = buildSnapshot(o.revision, {
     models: compiled.models,
     backends,
     backendRefs,
     forceStreamUsage: compiled.llmRequestCosts.length > 0,
     routeCosts,
     rateLimits,
+    ...(compiled.semanticRouters ? { semanticRouters: compiled.semanticRouters } : {}),
+    ...(compiled.rateLimitOptions?.reservation
+      ? {
+        reservation: buildReservationPlan(
+          compiled.rateLimitOptions.reservation,
+          costs.costs,
+          backendRefs,
+        ),
+      }
+      : {}),
   });
-  return { ok: true, edge, snapshot, compiled, notes };
+  // The built-in classifiers train now, at load, rather than on the first routed request.
+  prepareRouting(snapshot.semanticRouters ?? []);
+  return { ok: true, snapshot, notes };
 }
 
 function backendInfo(
@@ -131,6 +169,7 @@ function backendInfo(
   secret: (ref: SecretReference) => string | undefined,
   notes: string[],
   errors: ResourceError[],
+  missingSecrets: "error" | "omit",
 ): BackendInfo | undefined {
   const base = {
     name: b.name,
@@ -142,6 +181,13 @@ function backendInfo(
   };
   if (!b.auth) return base;
   const missing = (ref: SecretReference, policy: string) => {
+    if (missingSecrets === "omit") {
+      notes.push(
+        `Backend ${b.name}: Secret ${ref.namespace}/${ref.name} key "${ref.key}" (${policy}) is not available ` +
+          `here (mount it or set ${secretEnvName(ref)}); sent without credentials`,
+      );
+      return base;
+    }
     errors.push({
       file: "(resolved at load)",
       path: `${ref.namespace}/${ref.name}`,

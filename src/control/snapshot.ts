@@ -4,6 +4,8 @@
 import type { BackendLocation, BackendSchema } from "../protocol/translators/translator.ts";
 import type { CostProgram } from "../usage/costs.ts";
 import type { RateLimitEntry } from "../edge/config.ts";
+import type { SemanticRouterConfig } from "../routing/config.ts";
+import type { ReservationPlan } from "../usage/reservation_plan.ts";
 
 export interface ModelInfo {
   readonly id: string;
@@ -86,6 +88,10 @@ export interface GatewaySnapshot {
   /** The stream-done rate-limit entries of each edge route (by Envoy route name): a usage event counts against
    * exactly the descriptors Envoy's stream-done call would send. */
   readonly rateLimits: ReadonlyMap<string, { readonly domain: string; readonly entries: readonly RateLimitEntry[] }>;
+  /** Admission by reservation is on: the router stream prices each request's estimate and writes it to metadata. */
+  readonly reservation?: ReservationPlan;
+  /** Semantic routing: requests naming a router's trigger models (or its routes' models) are routed by it. */
+  readonly semanticRouters?: readonly SemanticRouterConfig[];
 }
 
 export interface SnapshotParts {
@@ -96,6 +102,8 @@ export interface SnapshotParts {
   readonly routeCosts?: ReadonlyMap<string, readonly CostProgram[]>;
   readonly rateLimits?: ReadonlyMap<string, { readonly domain: string; readonly entries: readonly RateLimitEntry[] }>;
   readonly acceptsAnyModel?: boolean;
+  readonly reservation?: ReservationPlan;
+  readonly semanticRouters?: readonly SemanticRouterConfig[];
 }
 
 export function buildSnapshot(revision: number, parts: SnapshotParts): GatewaySnapshot {
@@ -110,6 +118,8 @@ export function buildSnapshot(revision: number, parts: SnapshotParts): GatewaySn
     forceStreamUsage: parts.forceStreamUsage ?? false,
     routeCosts: parts.routeCosts ?? new Map(),
     rateLimits: parts.rateLimits ?? new Map(),
+    ...(parts.reservation ? { reservation: parts.reservation } : {}),
+    semanticRouters: parts.semanticRouters ?? [],
   });
 }
 

@@ -6,6 +6,7 @@ import type { Clock } from "../observability/clock.ts";
 import type { Logger } from "../observability/logger.ts";
 import { type AccessLogSink, responseModelFromMetadata, usageFromMetadata } from "./access_log.ts";
 import type { EdgeConfig, RouteConfig } from "./config.ts";
+import type { EdgeMetrics } from "./edge_metrics.ts";
 import type { DynamicMetadata } from "./dynamic_metadata.ts";
 import { ExtProcChannel, ExtProcFilterStream, type LocalReply } from "./ext_proc_filter.ts";
 import { HeaderList } from "./headers.ts";
@@ -21,6 +22,7 @@ export interface EdgeDeps {
   readonly accessLog?: AccessLogSink;
   readonly rateLimiter?: RateLimitFilter;
   readonly random?: () => number;
+  readonly metrics?: EdgeMetrics;
 }
 
 /** Headers never forwarded hop to hop. */
@@ -110,6 +112,7 @@ export class EdgeServer {
     let rateLimitRoute: RouteConfig | undefined;
     let finished = false;
     this.#active++;
+    this.#deps.metrics?.requestStarted();
     const done: StreamDone = ({ bytesSent }) => {
       if (finished) return;
       finished = true;
@@ -204,6 +207,7 @@ export class EdgeServer {
         channels: (t) => this.channel(t),
         signal: abort.signal,
         ...(this.#deps.random ? { random: this.#deps.random } : {}),
+        ...(this.#deps.metrics ? { onAttempt: this.#deps.metrics.attempt.bind(this.#deps.metrics, route.name) } : {}),
       });
       if (timer !== undefined) this.#deps.clock.clearTimeout(timer);
       record.attempts = result.attempts;
@@ -273,6 +277,15 @@ export class EdgeServer {
     if (rateLimitRoute && this.#deps.rateLimiter) {
       void this.#deps.rateLimiter.applyOnStreamDone(rateLimitRoute, { headers: headers.toMap(), metadata });
     }
+    const metrics = this.#deps.metrics;
+    metrics?.requestFinished({
+      route: record.route?.name ?? "",
+      status,
+      seconds: (this.#deps.clock.now() - record.startedAt) / 1000,
+      attempts: record.attempts,
+      details: record.details,
+      tenant: metrics.tenantHeader === undefined ? undefined : headers.get(metrics.tenantHeader),
+    });
     this.#deps.accessLog?.({
       start_time: record.startTime,
       method: record.method,

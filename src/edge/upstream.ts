@@ -26,6 +26,8 @@ export interface UpstreamDeps {
   /** Aborted when the downstream goes away; in-flight attempts are cancelled. */
   readonly signal: AbortSignal;
   readonly random?: () => number;
+  /** Told how each attempt ended (metrics). */
+  readonly onAttempt?: (outcome: AttemptOutcome) => void;
 }
 
 type AttemptFailure = "connect-failure" | "reset" | "per-try-timeout";
@@ -105,6 +107,7 @@ export async function forwardUpstream(
       return { kind: "local", reply: localReply(503, "no healthy upstream", "no_healthy_upstream"), attempts: attempt };
     }
     const outcome = await tryOnce(route, cluster, endpoint, request, deps);
+    deps.onAttempt?.(outcome);
     const attempts = attempt + 1;
     if (outcome.kind === "local") return { ...outcome, endpoint, attempts };
     if (outcome.kind === "response") {
@@ -145,6 +148,8 @@ function failureReply(failure: AttemptFailure): LocalReply {
       return localReply(504, "upstream request timeout", "upstream_per_try_timeout");
   }
 }
+
+export type AttemptOutcome = Attempt;
 
 type Attempt =
   | { readonly kind: "response"; readonly response: Response }

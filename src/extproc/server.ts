@@ -11,8 +11,12 @@ import type { UpstreamCredentials } from "../actors/prepare_upstream.ts";
 import { BearerTokenFile } from "../protocol/auth/bearer_token_file.ts";
 import type { UsageEvent } from "../usage/usage_event.ts";
 import type { GatewaySnapshot } from "../control/snapshot.ts";
+import type { RoutingServices } from "../routing/router_engine.ts";
 import { type Clock, systemClock } from "../observability/clock.ts";
 import { ExtProcMetrics } from "../observability/extproc_metrics.ts";
+import { RequestObserver } from "../observability/request_observer.ts";
+import type { TenantLabelOptions } from "../observability/genai_metrics.ts";
+import type { RequestTracing } from "../observability/tracing.ts";
 import type { Logger } from "../observability/logger.ts";
 import { type ExtProcCall, hostStream } from "./stream_host.ts";
 import { HealthService, ServingStatus } from "./health.ts";
@@ -34,6 +38,12 @@ export interface ExtProcServerOptions {
   readonly credentials?: UpstreamCredentials;
   /** Receives one usage event per routed request (the usage publisher). */
   readonly onUsage?: (event: UsageEvent) => void;
+  /** Semantic routing's network and cache (e.g. the NATS KV cache); the process defaults when absent. */
+  readonly routing?: RoutingServices;
+  /** Adds a capped `tenant` label, read from a request header, to the GenAI metrics (off by default). */
+  readonly metricsTenant?: TenantLabelOptions;
+  /** Spans per request and per upstream attempt, W3C trace context upstream (off by default). */
+  readonly tracing?: RequestTracing;
 }
 
 /** Rotated bearer token files, one cached reader per path (re-read when the file changes). */
@@ -56,6 +66,8 @@ export class ExtProcServer {
   readonly #health = new HealthService([ExternalProcessorService.process.path.split("/")[1]!]);
   readonly #routers = new Map<string, RouterStreamRef>();
   readonly metrics: ExtProcMetrics;
+  /** GenAI metrics and request spans, recorded as each router stream closes. */
+  readonly observer: RequestObserver;
   #open = 0;
   readonly #credentials: UpstreamCredentials;
   #bound: ListenAddress | undefined;
@@ -66,6 +78,13 @@ export class ExtProcServer {
     this.#o = o;
     this.#clock = o.clock ?? systemClock;
     this.metrics = new ExtProcMetrics(o.registry);
+    this.observer = new RequestObserver({
+      registry: o.registry,
+      extproc: this.metrics,
+      tenant: o.metricsTenant,
+      tracing: o.tracing,
+      logger: o.logger,
+    });
     this.#credentials = o.credentials ?? fileCredentials(this.#clock);
     // Envoy keeps one HTTP/2 connection open per sidecar and multiplexes every stream on it.
     this.#server = new grpc.Server({
@@ -150,6 +169,7 @@ export class ExtProcServer {
   #process(call: ExtProcCall): void {
     const role = call.metadata.get(ROLE_METADATA)[0] === "upstream" ? "attempt" : "router";
     const streamId = crypto.randomUUID();
+    let router: RouterStreamRef | undefined;
     const deps = {
       clock: this.#clock,
       metrics: this.metrics,
@@ -157,6 +177,7 @@ export class ExtProcServer {
       ...(this.#o.onUsage ? { onUsage: this.#o.onUsage } : {}),
       onClosed: () => {
         this.#routers.delete(streamId);
+        if (router) this.observer.routerClosed(streamId, router);
         this.#open--;
         if (this.#open === 0) this.#idle?.();
       },
@@ -168,14 +189,17 @@ export class ExtProcServer {
         snapshot: this.#o.snapshot(),
         mode: this.#o.routerMode ?? routerProcessingMode(),
         maxBodyBytes: this.#o.maxBodyBytes ?? 32 << 20,
+        ...(this.#o.routing ? { routing: this.#o.routing } : {}),
       };
       const actor = hostStream(call, role, streamId, routerStreamMachine, input, deps);
+      router = actor;
       if (!call.cancelled && actor.getSnapshot().status === "active") this.#routers.set(streamId, actor);
     } else {
       const input: AttemptInput = {
         streamId,
         findRouter: (id) => this.#routers.get(id),
         credentials: this.#credentials,
+        traceAttempt: this.observer.traceAttempt,
       };
       hostStream(call, role, streamId, attemptStreamMachine, input, deps);
     }

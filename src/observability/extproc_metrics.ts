@@ -12,6 +12,7 @@ export class ExtProcMetrics {
   readonly phaseSeconds: Histogram<"role" | "phase">;
   readonly streamSeconds: Histogram<"role" | "outcome">;
   readonly immediateResponses: Counter<"status">;
+  readonly requestAttempts: Histogram;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -57,6 +58,13 @@ export class ExtProcMetrics {
       name: "tollgate_extproc_immediate_responses_total",
       help: "Immediate responses sent instead of forwarding the request, by HTTP status.",
       labelNames: ["status"],
+      registers,
+    });
+    this.requestAttempts = new Histogram({
+      name: "tollgate_extproc_request_attempts",
+      help: "Upstream attempts per routed GenAI request, counted when its router stream closes (0: Envoy never " +
+        "sent it upstream; 2 or more: retries or provider fallback).",
+      buckets: [0, 1, 2, 3, 4, 6, 8],
       registers,
     });
   }

@@ -14,8 +14,14 @@
 //   the RLS reads folded + local, and when the replica's own hit event comes back through the log it is folded like
 //   any other and settles the overlay (rather than being skipped as "already applied", which would leave a snapshot
 //   depending on which hits the replica happened to answer). A restart loses only hits whose events never reached the
-//   log.
-import type { AppliedHit } from "./rls_service.ts";
+//   log;
+// - reservations (admission by reservation, src/usage/reservation.ts) are held in a ReservationBook beside the store:
+//   a reservation hit event holds its hits under the reservation id, the request's usage event releases them and adds
+//   the actual costs to the window the reservation was held in (its own window when nothing is held), so after the
+//   usage event the counter is exactly the actual usage. Holds expire by log time, as counters do.
+import type { AppliedHit, AppliedReservation } from "./rls_service.ts";
+import { ReservationBook, type ReservationSnapshot, ReservedCounters } from "./reservation_book.ts";
+import { RESERVATION_HOLD_MS } from "./reservation.ts";
 import { type Counter, type CounterSnapshot, CounterStore } from "./counter_store.ts";
 import type { MatchedLimit, RateLimitRules } from "./rate_limit_rules.ts";
 import type { RlsConfigResult } from "./rls_config.ts";
@@ -85,6 +91,8 @@ export interface AggregatorSnapshot {
   /** Log time when the snapshot was taken. */
   readonly logTimeMs: number;
   readonly counters: CounterSnapshot;
+  /** Reservations held (absent when none, so a snapshot without any has the bytes it had before reservations). */
+  readonly reservations?: ReservationSnapshot;
 }
 
 export class AggregatorSnapshotError extends Error {
@@ -99,6 +107,8 @@ export interface AggregatorCoreOptions extends AggregatorRuleSet {
   /** How long a counter outlives its window, in log time (default 60 s: covers clock skew between NATS and RLS). */
   readonly retainMs?: number;
   readonly store?: CounterStore;
+  /** How long a reservation counts when no usage event releases it (default RESERVATION_HOLD_MS). */
+  readonly reservationHoldMs?: number;
 }
 
 /** Envoy's limit on a hits addend; a cost above it counts nothing (docs/usage-event.md). */
@@ -110,6 +120,9 @@ export class AggregatorCore {
   readonly store: CounterStore;
   /** What the rate limit service reads and adds to: the folded store plus this replica's unconfirmed hits. */
   readonly view: LocalHitsView;
+  /** Reservations held on the store's counters (folded ones are part of the snapshot). */
+  readonly reservations = new ReservationBook();
+  readonly #holdMs: number;
   readonly #now: () => number;
   readonly #retainMs: number;
   #rules: AggregatorRuleSet;
@@ -120,7 +133,8 @@ export class AggregatorCore {
   constructor(o: AggregatorCoreOptions) {
     this.replica = o.replica;
     this.store = o.store ?? new CounterStore();
-    this.view = new LocalHitsView(this.store);
+    this.view = new LocalHitsView(new ReservedCounters(this.store, this.reservations));
+    this.#holdMs = o.reservationHoldMs ?? RESERVATION_HOLD_MS;
     this.#now = o.now ?? Date.now;
     this.#retainMs = o.retainMs ?? 60_000;
     this.#rules = { rules: o.rules, usageFed: o.usageFed };
@@ -166,6 +180,9 @@ export class AggregatorCore {
     const eventTimeMs = Date.parse(event.time);
     if (!this.#enter(at, eventTimeMs)) return false;
     const { descriptors } = event;
+    const released = event.reservation === undefined
+      ? undefined
+      : this.reservations.release(event.reservation, at?.logTimeMs ?? eventTimeMs, this.#cutoff());
     const memos: DescriptorMemo[] = [];
     let replaced: Set<string> | undefined;
     for (const d of descriptors) {
@@ -182,6 +199,11 @@ export class AggregatorCore {
       if (replaced && m.limit.name !== "" && replaced.has(`${m.domain}\u0000${m.limit.name}`)) continue;
       const hits = hitsOf(descriptors[i]!, event.costs);
       if (hits === 0) continue;
+      const held = released?.get(m.counterKey);
+      if (held) {
+        this.store.add(held.key, hits, held.windowEnd);
+        continue;
+      }
       if (eventTimeMs < memo.windowStart || eventTimeMs >= memo.windowEnd) {
         const window = windowOf(m.limit.unit, eventTimeMs, this.#rules.rules.windows);
         memo.windowStart = window.start;
@@ -197,6 +219,13 @@ export class AggregatorCore {
   /** Folds a hit event; this replica's own also settles its local overlay. False when `at` was already folded. */
   applyHits(hit: HitEvent, at?: LogPosition): boolean {
     if (!this.#enter(at, Date.parse(hit.time))) return false;
+    if (hit.reservation !== undefined) {
+      const t = at?.logTimeMs ?? Date.parse(hit.time);
+      const { reservation, counterKey, windowId, n, reservedUntil } = hit;
+      const own = hit.replica === this.replica;
+      this.reservations.hold(reservation, counterKey, windowId, n, reservedUntil ?? t, t, this.#cutoff(), own);
+      return true;
+    }
     const key = windowKey(hit.counterKey, hit.windowId);
     if (hit.replica === this.replica) this.view.settle(key, hit.n);
     const end = parseWindowId(hit.windowId)?.end;
@@ -223,19 +252,47 @@ export class AggregatorCore {
     };
   }
 
-  /** Drops expired counters: folded ones by log time, local ones by the wall clock. Returns how many. */
+  /**
+   * The RLS's onReserve hook on a replica that publishes hit events: holds the reservation locally and returns the
+   * hit event to publish (its `reservedUntil` is the hold's end).
+   */
+  reserveLocal(r: AppliedReservation): HitEvent {
+    const until = r.eventTimeMs + this.#holdMs;
+    this.reservations.holdLocal(r.reservation, r.counterKey, r.windowId, r.n, until);
+    return { ...this.localHitEvent(r), reservation: r.reservation, reservedUntil: until };
+  }
+
+  /** The RLS's onReserve hook where no log exists (`tollgate run` folding in process): the hold is folded at once. */
+  reserveFolded(r: AppliedReservation): void {
+    const t = r.eventTimeMs;
+    if (t > this.#logTimeMs) this.#logTimeMs = t;
+    this.reservations.hold(r.reservation, r.counterKey, r.windowId, r.n, t + this.#holdMs, t, this.#cutoff());
+  }
+
+  /** Drops expired counters and reservations: folded ones by log time, local ones by the wall clock. Returns how
+   * many. */
   prune(): number {
-    return this.store.prune(this.#cutoff()) + this.view.prune(this.#now());
+    const now = this.#now();
+    return this.store.prune(this.#cutoff()) + this.view.prune(now) + this.reservations.expire(this.#logTimeMs, now);
   }
 
   snapshot(): AggregatorSnapshot {
     this.store.prune(this.#cutoff());
-    return { v: 1, seq: this.#seq, logTimeMs: this.#logTimeMs, counters: this.store.snapshot() };
+    this.reservations.expire(this.#logTimeMs, this.#now());
+    const reservations = this.reservations.snapshot();
+    return {
+      v: 1,
+      seq: this.#seq,
+      logTimeMs: this.#logTimeMs,
+      counters: this.store.snapshot(),
+      ...(reservations.held.length > 0 ? { reservations } : {}),
+    };
   }
 
   /** Replaces the folded state (the local overlay stays), or throws and leaves everything as it was. */
   restore(snapshot: unknown): void {
     const s = checkSnapshot(snapshot);
+    this.reservations.restore(s.reservations ?? { version: 1, held: [] });
     this.store.restore(s.counters);
     this.#seq = s.seq;
     this.#logTimeMs = s.logTimeMs;
@@ -324,7 +381,9 @@ export function hitsOf(d: UsageDescriptor, costs: Readonly<Record<string, number
 
 export function encodeAggregatorSnapshot(s: AggregatorSnapshot): Uint8Array {
   // Fixed field order and sorted rows (CounterStore.snapshot): equal states give equal bytes.
-  return new TextEncoder().encode(JSON.stringify({ v: s.v, seq: s.seq, logTimeMs: s.logTimeMs, counters: s.counters }));
+  const { v, seq, logTimeMs, counters, reservations } = s;
+  const fields = { v, seq, logTimeMs, counters };
+  return new TextEncoder().encode(JSON.stringify(reservations ? { ...fields, reservations } : fields));
 }
 
 export function decodeAggregatorSnapshot(bytes: Uint8Array): AggregatorSnapshot {
@@ -347,6 +406,7 @@ function checkSnapshot(snapshot: unknown): AggregatorSnapshot {
   }
   try {
     CounterStore.fromSnapshot(s.counters);
+    if (s.reservations !== undefined) new ReservationBook().restore(s.reservations);
   } catch (cause) {
     throw new AggregatorSnapshotError(`Cannot restore the aggregator: ${(cause as Error).message}`, { cause });
   }

@@ -7,10 +7,16 @@
 //     "counterKey": "ai-gateway|generic_key=...", "windowId": "1748779200000/1748779260000", "n": 1,
 //     "replica": "aggregator-0" }
 //
+// A reservation (admission by reservation, docs/rate-limiting.md) is a hit event with `reservation` (the id the
+// request's usage event will carry) and `reservedUntil` (epoch ms after which the hold counts no more): folding it holds
+// `n` on the counter under that id until the usage event releases it, instead of adding `n` for good.
+//
 // Versioning follows the usage event's rule: a reader accepts only the versions it knows and rejects unknown fields;
-// an event of a newer version reads as "too new" (stop and upgrade), never as something to skip.
+// an event of a newer version reads as "too new" (stop and upgrade), never as something to skip. (`reservation` and
+// `reservedUntil` joined version 1 before Tollgate's first release.)
 import { createHash } from "node:crypto";
 import { parseWindowId, type WindowId } from "./windows.ts";
+import { isReservationId } from "./reservation.ts";
 
 export const HIT_EVENT_VERSION = 1;
 /** Subjects are `<prefix>.<domain hash>`; the usage stream carries `tollgate.hits.>`. */
@@ -31,6 +37,10 @@ export interface HitEvent {
   readonly n: number;
   /** The replica that added the hits locally; it settles its own local count when the event comes back. */
   readonly replica: string;
+  /** Set (with reservedUntil) when the hits are a reservation: the reservation id. */
+  readonly reservation?: string;
+  /** Epoch ms: the reservation counts no more from then on. */
+  readonly reservedUntil?: number;
 }
 
 export class HitEventError extends Error {
@@ -48,14 +58,26 @@ export class HitEventVersionError extends HitEventError {
 }
 
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-const FIELDS = new Set(["v", "id", "time", "domain", "counterKey", "windowId", "n", "replica"]);
+const FIELDS = new Set([
+  "v",
+  "id",
+  "time",
+  "domain",
+  "counterKey",
+  "windowId",
+  "n",
+  "replica",
+  "reservation",
+  "reservedUntil",
+]);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
 export function encodeHitEvent(e: HitEvent): Uint8Array {
   // Fixed field order: the bytes of an event depend on its values only.
-  const { v, id, time, domain, counterKey, windowId, n, replica } = e;
-  return encoder.encode(JSON.stringify({ v, id, time, domain, counterKey, windowId, n, replica }));
+  const { v, id, time, domain, counterKey, windowId, n, replica, reservation, reservedUntil } = e;
+  const fields = { v, id, time, domain, counterKey, windowId, n, replica };
+  return encoder.encode(JSON.stringify(reservation === undefined ? fields : { ...fields, reservation, reservedUntil }));
 }
 
 /** The event, or why it cannot be counted. A HitEventVersionError means the reader is too old for it. */
@@ -81,6 +103,15 @@ export function decodeHitEvent(bytes: Uint8Array): HitEvent | HitEventError {
   if (typeof o.windowId !== "string" || !parseWindowId(o.windowId)) problems.push("windowId: Expected <start>/<end>");
   if (!Number.isSafeInteger(o.n) || (o.n as number) < 1) problems.push("n: Expected a positive whole number");
   if (!isName(o.replica)) problems.push("replica: Expected a non-empty string");
+  if ((o.reservation === undefined) !== (o.reservedUntil === undefined)) {
+    problems.push("reservation: Expected reservation and reservedUntil together");
+  }
+  if (o.reservation !== undefined && !isReservationId(o.reservation)) {
+    problems.push("reservation: Expected a reservation id");
+  }
+  if (o.reservedUntil !== undefined && !Number.isSafeInteger(o.reservedUntil)) {
+    problems.push("reservedUntil: Expected epoch milliseconds");
+  }
   if (problems.length > 0) {
     const id = typeof o.id === "string" ? ` "${o.id}"` : "";
     return new HitEventError(`Cannot decode hit event${id}: ${problems.join("; ")}`);

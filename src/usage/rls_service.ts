@@ -22,6 +22,11 @@
 // envoyproxy/ratelimit needs current > limit. Token limits are checked with hits 0 before the request and charged
 // after it; with the `>` rule the request that spends the budget exactly, and every request after it until one more
 // token is charged, would still be let through.
+//
+// Tollgate's addition, admission by reservation (src/usage/reservation.ts): a request carrying the marker descriptor
+// [("tollgate_reservation", <id>)] reserves, on each usage-fed counter it sends a positive hits_addend for, that many
+// hits: OVER_LIMIT when current + hits > limit; when the whole request is allowed the hits are held under the id
+// (mode.reserve) instead of added; when it is refused nothing is held. The marker itself matches no rule.
 import * as grpc from "@grpc/grpc-js";
 import { rateLimitServiceDefinition } from "../edge/rate_limit_filter.ts";
 import type { RlsDescriptor, RlsRequest } from "../edge/rate_limit_descriptors.ts";
@@ -38,6 +43,7 @@ import type { Logger } from "../observability/logger.ts";
 import { CounterStore } from "./counter_store.ts";
 import { descriptorCounterKey, type LimitSpec, type MatchedLimit, RateLimitRules } from "./rate_limit_rules.ts";
 import type { RlsConfigResult } from "./rls_config.ts";
+import { isReservationId, RESERVATION_DESCRIPTOR_KEY } from "./reservation.ts";
 import { type RateLimitUnitName, type WindowId, type WindowKey, windowKey, windowOf } from "./windows.ts";
 
 const { OK, OVER_LIMIT } = RateLimitResponse_Code;
@@ -70,6 +76,11 @@ export interface AppliedHit {
   readonly eventTimeMs: number;
 }
 
+/** Hits held as a reservation under an id, until the request's usage event releases them. */
+export interface AppliedReservation extends AppliedHit {
+  readonly reservation: string;
+}
+
 /** envoyproxy/ratelimit's custom headers (LIMIT_RESPONSE_HEADERS_ENABLED and the three header-name settings). */
 export interface RateLimitHeaderNames {
   readonly limit: string;
@@ -92,6 +103,9 @@ export interface RlsDecisionMode {
   readonly rateLimitHeaders?: RateLimitHeaderNames;
   /** Limits whose counters something else feeds: their descriptors are only checked, as with a hits_addend of 0. */
   readonly checkOnly?: (limit: MatchedLimit) => boolean;
+  /** Holds a reservation (only with applyHits, only when the request is allowed). Without it, reservations are
+   * checked like any other hits but nothing is held. */
+  readonly reserve?: (r: AppliedReservation) => void;
 }
 
 type Matched = MatchedLimit | undefined;
@@ -105,7 +119,11 @@ export function decideRateLimit(
 ): RateLimitResponse {
   if (request.domain === "") throw new RlsRequestError("Rate limit domain must not be empty");
   if (request.descriptors.length === 0) throw new RlsRequestError("Rate limit descriptor list must not be empty");
-  const matches = request.descriptors.map((d) => matchRequestDescriptor(request.domain, d, rules));
+  const reservation = reservationOf(request.descriptors);
+  const matches = request.descriptors.map((d) =>
+    isReservationMarker(d) ? undefined : matchRequestDescriptor(request.domain, d, rules)
+  );
+  const held: AppliedReservation[] = [];
   const replaced = new Set(matches.flatMap((m) => m?.limit.replaces ?? []));
   // Hits of this request not written to the store (dry run): later descriptors on the same counter still see them.
   const pending = new Map<WindowKey, number>();
@@ -117,13 +135,20 @@ export function decideRateLimit(
     if (m.limit.kind === "unlimited") return { code: OK, limitRemaining: MAX_UINT32 };
     if (m.limit.name !== "" && replaced.has(m.limit.name)) return { code: OK, limitRemaining: 0 };
     const { unit, requestsPerUnit: limit, name } = m.limit;
-    const hits = mode.checkOnly?.(m) ? 0 : descriptor.hitsAddend ?? Math.max(1, request.hitsAddend);
+    const fed = mode.checkOnly?.(m) ?? false;
+    const reserving = fed && reservation !== undefined && (descriptor.hitsAddend ?? 0) > 0;
+    const hits = fed && !reserving ? 0 : descriptor.hitsAddend ?? Math.max(1, request.hitsAddend);
     const window = windowOf(unit, nowMs, rules.windows);
     const key = windowKey(m.counterKey, window.id);
     const current = store.get(key) + (pending.get(key) ?? 0);
     const after = current + hits;
     const over = hits === 0 ? current >= limit : after > limit;
-    if (hits > 0 && mode.applyHits) {
+    if (reserving) {
+      // Held only once the whole request is allowed; until then later descriptors on the same counter see it.
+      pending.set(key, (pending.get(key) ?? 0) + hits);
+      const { domain } = request;
+      held.push({ domain, counterKey: m.counterKey, windowId: window.id, n: hits, eventTimeMs: nowMs, reservation });
+    } else if (hits > 0 && mode.applyHits) {
       store.add(key, hits, window.end);
       mode.onHit?.({
         domain: request.domain,
@@ -143,6 +168,7 @@ export function decideRateLimit(
     if (status.code === OVER_LIMIT || status.limitRemaining < (closest?.limitRemaining ?? MAX_UINT32)) closest = status;
     return status;
   });
+  if (overallCode === OK && mode.applyHits) held.forEach((r) => mode.reserve?.(r));
   const headers = mode.rateLimitHeaders && closest ? rateLimitHeaders(mode.rateLimitHeaders, closest) : [];
   return {
     overallCode,
@@ -151,6 +177,18 @@ export function decideRateLimit(
     requestHeadersToAdd: [],
     rawBody: new Uint8Array(),
   };
+}
+
+function isReservationMarker(d: RlsDescriptor): boolean {
+  return d.entries.length === 1 && d.entries[0]!.key === RESERVATION_DESCRIPTOR_KEY && !d.limit;
+}
+
+/** The reservation id of the request's first valid marker descriptor. */
+function reservationOf(descriptors: readonly RlsDescriptor[]): string | undefined {
+  for (const d of descriptors) {
+    if (isReservationMarker(d) && isReservationId(d.entries[0]!.value)) return d.entries[0]!.value;
+  }
+  return undefined;
 }
 
 function matchRequestDescriptor(domain: string, d: RlsDescriptor, rules: RateLimitRules): Matched {
@@ -215,6 +253,8 @@ export interface RlsServerOptions {
    * added, only checked, so a deployment that also sends Envoy's apply_on_stream_done calls never counts twice.
    */
   readonly checkOnly?: (limit: MatchedLimit) => boolean;
+  /** Holds a reservation on a usage-fed counter (admission by reservation); without it nothing is ever held. */
+  readonly onReserve?: (r: AppliedReservation) => void;
   /** Every answer, or the error answered instead (for metrics). Errors it throws are ignored. */
   readonly onDecision?: (result: RateLimitResponse | Error) => void;
 }
@@ -303,6 +343,7 @@ export class RlsServer implements AsyncDisposable {
         onHit,
         ...(this.#o.rateLimitHeaders ? { rateLimitHeaders: this.#o.rateLimitHeaders } : {}),
         ...(this.#o.checkOnly ? { checkOnly: this.#o.checkOnly } : {}),
+        ...(this.#o.onReserve ? { reserve: this.#o.onReserve } : {}),
       };
       const response = decideRateLimit(call.request, this.#rules, this.store, now, mode);
       this.#decided(response);

@@ -5,9 +5,12 @@
 //
 // Versioning: a reader accepts only the versions it knows and rejects unknown fields, so any change of shape, even a
 // new optional field, is a new version. An old aggregator refuses a newer event instead of folding half of it.
+// (`reservation` and a descriptor's `reserved` joined version 1 before Tollgate's first release; no reader without
+// them was ever shipped.)
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import type { TokenUsage } from "../protocol/usage.ts";
+import { isReservationId } from "./reservation.ts";
 
 export const USAGE_EVENT_VERSION = 1;
 
@@ -23,6 +26,9 @@ export interface UsageDescriptor {
    * the cost is absent from `costs`, the descriptor counts nothing, as Envoy drops a descriptor whose addend does not
    * resolve. Without hitsAddend and hitsAddendFrom, the descriptor counts one hit. */
   readonly hitsAddendFrom?: string;
+  /** What the sidecar asked the rate limit service to reserve on this descriptor before the request (admission by
+   * reservation): informational. Folding releases what the log says was held under the event's `reservation`. */
+  readonly reserved?: number;
 }
 
 export interface UsageEvent {
@@ -57,6 +63,9 @@ export interface UsageEvent {
   readonly stream: boolean;
   /** Who the request is billed to, when configured; informational, counting uses `descriptors`. */
   readonly tenant?: string;
+  /** The reservation id the sidecar gave the request (admission by reservation): folding the event releases what the
+   * id holds and puts the actual costs in the window the reservation was held in. */
+  readonly reservation?: string;
 }
 
 export class UsageEventError extends Error {
@@ -87,6 +96,7 @@ const descriptorSchema = z.strictObject({
   entries: z.array(z.strictObject({ key: name, value: z.string() })).min(1),
   hitsAddend: z.int().min(0).max(MAX_HITS_ADDEND).exactOptional(),
   hitsAddendFrom: name.exactOptional(),
+  reserved: z.int().min(0).max(MAX_HITS_ADDEND).exactOptional(),
 }).refine((d) => d.hitsAddend === undefined || d.hitsAddendFrom === undefined, {
   message: "A descriptor has either hitsAddend or hitsAddendFrom, not both",
 });
@@ -120,6 +130,7 @@ const usageEventSchema: z.ZodType<UsageEvent> = z.strictObject({
   ttftMs: millis.exactOptional(),
   stream: z.boolean(),
   tenant: name.exactOptional(),
+  reservation: z.string().refine(isReservationId, "Expected a reservation id").exactOptional(),
 }).refine((e) => e.stream || e.ttftMs === undefined, {
   message: "ttftMs is only for streamed responses",
   path: ["ttftMs"],

@@ -21,6 +21,9 @@ import { EdgeServer } from "../../src/edge/edge_server.ts";
 import { listenEdge } from "../../src/edge/listen.ts";
 import { routerExtProcFilter, upstreamExtProcFilter } from "../../src/edge/filter_defaults.ts";
 import type { AccessLogEntry } from "../../src/edge/access_log.ts";
+import type { UsageEvent } from "../../src/usage/usage_event.ts";
+import type { EdgeMetrics } from "../../src/edge/edge_metrics.ts";
+import type { ExtProcServerOptions } from "../../src/extproc/server.ts";
 import { type FakeUpstream, startFakeUpstream, type UpstreamHandler } from "./fake_upstream.ts";
 
 export interface ModelRoute {
@@ -49,6 +52,13 @@ export interface GatewayOptions {
   /** Schema, credentials, location… per upstream; default: an OpenAI-compatible backend without credentials. */
   readonly backends?: Readonly<Record<string, Partial<Omit<BackendInfo, "name">>>>;
   readonly credentials?: UpstreamCredentials;
+  /** Receives the ExtProc server's usage events (default: they are collected in `usage`). */
+  readonly onUsage?: (event: UsageEvent) => void;
+  /** The ExtProc server's metrics registry (default: a fresh one). */
+  readonly registry?: Registry;
+  /** Tracing and the metrics' tenant label of the ExtProc server. */
+  readonly observability?: Pick<ExtProcServerOptions, "tracing" | "metricsTenant">;
+  readonly edgeMetrics?: EdgeMetrics;
 }
 
 export interface Gateway extends AsyncDisposable {
@@ -59,6 +69,8 @@ export interface Gateway extends AsyncDisposable {
   readonly upstreams: Readonly<Record<string, FakeUpstream>>;
   readonly accessLog: AccessLogEntry[];
   readonly socketPath: string;
+  /** The usage events the ExtProc server emitted, one per routed request. */
+  readonly usage: UsageEvent[];
 }
 
 export const FALLBACK_RETRY: RetryPolicy = {
@@ -73,6 +85,7 @@ export const FALLBACK_RETRY: RetryPolicy = {
 export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const dir = await Deno.makeTempDir({ prefix: "tollgate-gw-" });
   const socketPath = `${dir}/extproc.sock`;
+  const usage: UsageEvent[] = [];
   const upstreams: Record<string, FakeUpstream> = {};
   for (const [name, handler] of Object.entries(o.upstreams)) upstreams[name] = await startFakeUpstream(handler);
   // Every fake upstream is an OpenAI-compatible backend named default/<upstream>.
@@ -96,8 +109,10 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     listen: { kind: "unix", path: socketPath },
     snapshot: () => snapshot,
     logger: silentLogger(),
-    registry: new Registry(),
+    registry: o.registry ?? new Registry(),
+    ...o.observability,
     ...(o.credentials ? { credentials: o.credentials } : {}),
+    onUsage: (e) => (o.onUsage ? o.onUsage(e) : usage.push(e)),
   });
   await extproc.start();
   const target = `unix://${socketPath}`;
@@ -148,6 +163,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     logger: silentLogger(),
     accessLog: (e) => accessLog.push(e),
     ...(rateLimiter ? { rateLimiter } : {}),
+    ...(o.edgeMetrics ? { metrics: o.edgeMetrics } : {}),
   });
   const listener = await listenEdge(edge, "127.0.0.1", 0);
   const url = `http://127.0.0.1:${listener.port}`;
@@ -160,6 +176,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     upstreams,
     accessLog,
     socketPath,
+    usage,
     async [Symbol.asyncDispose]() {
       await listener.shutdown();
       rateLimiter?.close();

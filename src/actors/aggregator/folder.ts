@@ -8,6 +8,7 @@ import type { AggregatorCore, AggregatorRuleSet } from "../../usage/aggregator_c
 import type { LogRecord } from "./consumer.ts";
 import { decodeRecord } from "./record_decoder.ts";
 import type { AggregatorMetrics } from "./metrics.ts";
+import type { UsageEvent } from "../../usage/usage_event.ts";
 
 export type FolderEvent =
   | { readonly type: "fold.progress"; readonly seq: number; readonly folded: number; readonly lastSeq: number }
@@ -21,6 +22,8 @@ export interface FolderInput {
   readonly core: AggregatorCore;
   readonly metrics: AggregatorMetrics;
   readonly log: Logger;
+  /** Sees each usage event folded (the dashboard); must not throw. */
+  readonly onUsage?: (event: UsageEvent) => void;
 }
 
 /** Records a batch in counts, then into the metrics once. */
@@ -47,6 +50,7 @@ export const folderActor = fromCallback<FolderReceived, FolderInput, FolderEvent
       switch (decoded.kind) {
         case "usage":
           core.applyUsage(decoded.event, r);
+          input.onUsage?.(decoded.event);
           tally.usage++;
           break;
         case "hit":

@@ -6,7 +6,7 @@
 //   that much later;
 // - retries in any order: a failed publish goes back in the queue and is retried after `retryMs`.
 // The queue is bounded: past `maxQueued` the oldest events are dropped (counted); their hits stay counted on this
-// replica only, until their window ends.
+// replica only, until their window ends. Reservations (hit events with a reservation id) are never coalesced.
 //
 // `hits.flush` (on drain) stops taking new events and reports `hits.flushed` once the queue is empty or its publishes
 // failed once more: a stopping replica does not wait for NATS forever.
@@ -118,7 +118,9 @@ export const hitPublisherActor = fromCallback<HitPublisherReceived, HitPublisher
         maybeFlushed(false);
         return;
       }
-      if (coalesceMs <= 0 || flushing) {
+      // A reservation goes out at once and alone: its id is what the request's usage event releases, and the sooner
+      // it is in the log the likelier it is folded before that usage event (aggregator_core.ts).
+      if (coalesceMs <= 0 || flushing || e.hit.reservation !== undefined) {
         enqueue(e.hit);
         return pump();
       }

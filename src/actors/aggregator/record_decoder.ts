@@ -13,6 +13,7 @@ import {
   UsageEventError,
   UsageEventVersionError,
 } from "../../usage/usage_event.ts";
+import { isReservationId } from "../../usage/reservation.ts";
 
 export const USAGE_SUBJECT_PREFIX = "tollgate.usage";
 
@@ -85,6 +86,7 @@ const EVENT_KEYS = new Set([
   "ttftMs",
   "stream",
   "tenant",
+  "reservation",
 ]);
 const TOKEN_KEYS = new Set([
   "inputTokens",
@@ -105,6 +107,9 @@ function isUsageEventV1(x: unknown): x is UsageEvent {
   if (x.v !== USAGE_EVENT_VERSION) return false;
   if (typeof x.id !== "string" || !UUID_V7.test(x.id)) return false;
   if (!isTime(x.time) || !isName(x.route) || !optional(x, "backend", isName) || !optional(x, "tenant", isName)) {
+    return false;
+  }
+  if (!optional(x, "reservation", isReservationId)) {
     return false;
   }
   if (!isModels(x.models) || !isTokens(x.tokens) || !isCosts(x.costs)) return false;
@@ -135,7 +140,9 @@ function isCosts(x: unknown): boolean {
 function isDescriptor(x: unknown): boolean {
   if (!isObject(x)) return false;
   for (const k in x) {
-    if (k !== "domain" && k !== "entries" && k !== "hitsAddend" && k !== "hitsAddendFrom") return false;
+    if (k !== "domain" && k !== "entries" && k !== "hitsAddend" && k !== "hitsAddendFrom" && k !== "reserved") {
+      return false;
+    }
   }
   if (!isName(x.domain) || !Array.isArray(x.entries) || x.entries.length === 0) return false;
   for (const e of x.entries) {
@@ -144,6 +151,7 @@ function isDescriptor(x: unknown): boolean {
   }
   const addend = (v: unknown) => isCount(v) && (v as number) <= MAX_HITS_ADDEND;
   if (!optional(x, "hitsAddend", addend) || !optional(x, "hitsAddendFrom", isName)) return false;
+  if (!optional(x, "reserved", addend)) return false;
   return !("hitsAddend" in x && "hitsAddendFrom" in x);
 }
 

@@ -8,6 +8,7 @@ import type { Logger } from "../../observability/logger.ts";
 import { AggregatorCore, type AggregatorRuleSet } from "../../usage/aggregator_core.ts";
 import { type NatsLink, USAGE_STREAM } from "../../usage/nats_connection.ts";
 import type { RateLimitHeaderNames } from "../../usage/rls_service.ts";
+import type { UsageEvent } from "../../usage/usage_event.ts";
 import { AggregatorMetrics } from "./metrics.ts";
 import type { RuleSources } from "./rule_files.ts";
 import { checkReplica, SNAPSHOT_BUCKET } from "./snapshot_store.ts";
@@ -42,6 +43,8 @@ export interface AggregatorOptions {
   readonly drainMs?: number;
   /** Default 60 s (AggregatorCoreOptions.retainMs). */
   readonly retainMs?: number;
+  /** Sees each usage event folded (the dashboard); must not throw. */
+  readonly onUsage?: (event: UsageEvent) => void;
 }
 
 export interface AggregatorReplica extends AsyncDisposable {
@@ -97,6 +100,7 @@ export function startAggregator(o: AggregatorOptions): AggregatorReplica {
     ...(o.consume ? { consume: o.consume } : {}),
     ...(o.retryMs !== undefined ? { retryMs: o.retryMs } : {}),
     ...(o.drainMs !== undefined ? { drainMs: o.drainMs } : {}),
+    ...(o.onUsage ? { onUsage: o.onUsage } : {}),
   };
   const actor: Actor<typeof aggregatorSystemMachine> = createActor(aggregatorSystemMachine, { input, clock });
   const done = new Promise<void>((resolve, reject) => {

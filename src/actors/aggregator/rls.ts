@@ -1,7 +1,7 @@
 // The rate limit service of a replica: envoyproxy/ratelimit's ShouldRateLimit over gRPC, answered from the replica's
-// core. It reads and adds through the core's view (folded counters + this replica's local hits), checks only the
-// counters usage events feed (checkOnly), and hands every hit it adds to its parent as a hit event to publish
-// (`hit.local`), so the other replicas add it too.
+// core. It reads and adds through the core's view (folded counters + held reservations + this replica's local hits),
+// checks only the counters usage events feed (checkOnly) unless the request reserves on them, and hands every hit and
+// reservation it adds to its parent as a hit event to publish (`hit.local`), so the other replicas add it too.
 import { fromCallback } from "xstate";
 import type { ListenAddress } from "../../extproc/listen_address.ts";
 import type { Logger } from "../../observability/logger.ts";
@@ -39,6 +39,7 @@ export const rlsActor = fromCallback<RlsReceived, RlsInput, RlsEvent>(({ input, 
     checkOnly: core.checkOnly,
     onHits: (domain, counterKey, windowId, n, eventTimeMs) =>
       sendBack({ type: "hit.local", hit: core.localHitEvent({ domain, counterKey, windowId, n, eventTimeMs }) }),
+    onReserve: (r) => sendBack({ type: "hit.local", hit: core.reserveLocal(r) }),
     onDecision: (result) => metrics.decision(result),
     ...(input.rateLimitHeaders ? { rateLimitHeaders: input.rateLimitHeaders } : {}),
   });

@@ -15,6 +15,7 @@ import type { DescriptorAction } from "../../edge/config.ts";
 import { type AggregatorRuleSet, UsageFedRules, type UsageFedTemplate } from "../../usage/aggregator_core.ts";
 import { type DomainRules, RateLimitRules } from "../../usage/rate_limit_rules.ts";
 import { parseRlsConfig, type RlsConfigFile, rulesFromCompiled } from "../../usage/rls_config.ts";
+import type { WindowOptions } from "../../usage/windows.ts";
 
 export interface RuleSources {
   /** envoyproxy/ratelimit YAML files or directories (every *.yaml and *.yml in them). */
@@ -38,6 +39,7 @@ export async function loadRuleSources(s: RuleSources): Promise<RuleLoad> {
   const errors: ResourceError[] = [];
   const domains: DomainRules[] = [];
   let usageFed = new UsageFedRules();
+  let windows: WindowOptions = {};
   if (s.rules.length > 0) {
     const files = await readYamlFiles(s.rules, errors);
     const parsed = parseRlsConfig(files);
@@ -48,7 +50,10 @@ export async function loadRuleSources(s: RuleSources): Promise<RuleLoad> {
     const compiled = await compileResources(s.resources, s.domain ?? DEFAULT_RATE_LIMIT_DOMAIN, s.env ?? {});
     if ("errors" in compiled) errors.push(...compiled.errors);
     else {
-      const rules = rulesFromCompiled(compiled.rateLimitRules);
+      // The RateLimitOptions' calendar applies to every window this replica serves, --rules' domains included.
+      const calendar = compiled.rateLimitOptions?.calendar;
+      if (calendar) windows = { calendar };
+      const rules = rulesFromCompiled(compiled.rateLimitRules, { windows });
       if (!rules.ok) errors.push(...rules.errors);
       else {
         for (const d of rules.rules.domains) {
@@ -66,7 +71,7 @@ export async function loadRuleSources(s: RuleSources): Promise<RuleLoad> {
     }
   }
   if (errors.length > 0) return { ok: false, errors };
-  return { ok: true, ruleSet: { rules: new RateLimitRules(domains), usageFed } };
+  return { ok: true, ruleSet: { rules: new RateLimitRules(domains, windows), usageFed } };
 }
 
 /** The descriptor shapes of the stream-done entries: what usage events carry. */

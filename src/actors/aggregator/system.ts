@@ -18,6 +18,7 @@ import type { Logger } from "../../observability/logger.ts";
 import { type AggregatorCore, type AggregatorRuleSet, decodeAggregatorSnapshot } from "../../usage/aggregator_core.ts";
 import { ensureUsageStream, type NatsLink } from "../../usage/nats_connection.ts";
 import type { RateLimitHeaderNames } from "../../usage/rls_service.ts";
+import type { UsageEvent } from "../../usage/usage_event.ts";
 import { consumerActor, type ConsumerEvent } from "./consumer.ts";
 import { folderActor, type FolderEvent } from "./folder.ts";
 import { hitPublisherActor, type HitPublisherEvent } from "./hit_publisher.ts";
@@ -54,6 +55,8 @@ export interface AggregatorSystemInput {
   readonly retryMs?: number;
   /** Longest wait for hit events to be published on drain (default 5000 ms). */
   readonly drainMs?: number;
+  /** Sees each usage event folded (the dashboard). */
+  readonly onUsage?: (event: UsageEvent) => void;
 }
 
 interface Booted {

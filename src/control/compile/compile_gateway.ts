@@ -12,6 +12,9 @@ import { compileBackend } from "./backends.ts";
 import { listenerPort } from "./attachments.ts";
 import { compileModels } from "./models.ts";
 import { compileRoute } from "./routes.ts";
+import { compileSemanticRouters } from "../../routing/compile_router.ts";
+import { modelInfo } from "../snapshot.ts";
+import { compileRateLimitOptions } from "../resources/rate_limit_options.ts";
 import {
   type CompiledBackendRef,
   type CompiledCost,
@@ -53,6 +56,14 @@ export function compileGateway(resources: readonly Resource[], options: CompileO
     .map((s) => compileBackend(s, index, refs.get(qualifiedName(s)) ?? []))
     .sort((a, b) => a.name.localeCompare(b.name));
 
+  // Reservation adds request-time entries to routes that charge a reserved cost (rate_limit_options.ts).
+  const limits = compileRateLimitOptions(index.list("RateLimitOptions"), routeConfigs, errors);
+
+  // Semantic routing: its trigger models (e.g. "auto") are listed and accepted like the models routes serve.
+  const models = compileModels(routes);
+  const routers = compileSemanticRouters(index.list("SemanticRouter"), { models: models.map((m) => m.id), routes });
+  errors.push(...routers.errors);
+
   if (errors.length > 0) return { ok: false, errors: dedupe(sortErrors(errors)) };
 
   const hasRateLimits = routeConfigs.some((r) => r.rateLimits.length > 0);
@@ -71,17 +82,19 @@ export function compileGateway(resources: readonly Resource[], options: CompileO
         },
       }
       : {}),
-    routes: routeConfigs,
+    routes: limits.routes,
     clusters,
     ...(options.accessLog === undefined ? {} : { accessLog: options.accessLog }),
   };
   return {
     ok: true,
     edge,
-    models: compileModels(routes),
+    models: [...models, ...routers.configs.flatMap((r) => r.triggerModels.map((m) => modelInfo(m)))],
     backends,
     rateLimitRules,
     llmRequestCosts: routes.flatMap(costsOf),
+    ...(limits.options ? { rateLimitOptions: limits.options } : {}),
+    ...(routers.configs.length > 0 ? { semanticRouters: routers.configs } : {}),
   };
 }
 

@@ -5,6 +5,8 @@ import type { ModelInfo } from "../snapshot.ts";
 import type { APISchemaName, LLMRequestCostType } from "../resources/ai_gateway_route.ts";
 import type { OIDCExchange, SecurityPolicyType } from "../resources/backend_security_policy.ts";
 import type { ResourceError } from "../resources/errors.ts";
+import type { SemanticRouterConfig } from "../../routing/config.ts";
+import type { CompiledRateLimitOptions } from "../resources/rate_limit_options.ts";
 
 /**
  * Endpoint metadata namespace carrying the backend identity, read by the upstream ext_proc filter through the
@@ -167,6 +169,10 @@ export interface CompiledGateway {
   readonly backends: readonly CompiledBackend[];
   readonly rateLimitRules: readonly RateLimitRule[];
   readonly llmRequestCosts: readonly CompiledCost[];
+  /** SemanticRouters (tollgate.dev), compiled; their trigger models (e.g. "auto") are in `models`. */
+  readonly semanticRouters?: readonly SemanticRouterConfig[];
+  /** The RateLimitOptions (tollgate.dev/v1alpha1), when the configuration has one: calendar windows, reservation. */
+  readonly rateLimitOptions?: CompiledRateLimitOptions;
 }
 
 export type CompileResult =

@@ -54,14 +54,15 @@ export async function loadResources(paths: readonly string[], options: LoadOptio
       errors.push({ file: entry, path: "", message: files.error });
       continue;
     }
-    for (const file of files.files) {
-      let text: string;
-      try {
-        text = await Deno.readTextFile(file);
-      } catch (e) {
+    const texts = await readAll(files.files);
+    for (const [i, file] of files.files.entries()) {
+      const read = texts[i]!;
+      if ("error" in read) {
+        const e = read.error;
         errors.push({ file, path: "", message: `Cannot read the file: ${e instanceof Error ? e.message : String(e)}` });
         continue;
       }
+      const { text } = read;
       seen.add(file);
       const hit = options.cache?.get(file);
       const parsed = hit && hit.text === text ? hit.result : parseResources(text, file, options);
@@ -74,6 +75,19 @@ export async function loadResources(paths: readonly string[], options: LoadOptio
   for (const file of options.cache?.keys() ?? []) if (!seen.has(file)) options.cache!.delete(file);
   errors.push(...validateReferences(resources));
   return { resources, errors: sortErrors(errors), ignored };
+}
+
+/** Reads files 64 at a time (a directory of thousands of small manifests), results in the order given. */
+async function readAll(files: readonly string[]): Promise<({ text: string } | { error: unknown })[]> {
+  const out = new Array<{ text: string } | { error: unknown }>(files.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < files.length; i = next++) {
+      out[i] = await Deno.readTextFile(files[i]!).then((text) => ({ text }), (error: unknown) => ({ error }));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(64, files.length) }, worker));
+  return out;
 }
 
 /** One file's documents, schema-checked; references to other files are checked by loadResources. */

@@ -22,6 +22,8 @@ type OfKind<K extends ResourceKind> = Extract<Resource, { kind: K }>;
 /** Resources by kind and "namespace/name"; the first definition wins, later ones are duplicates. */
 export class ResourceIndex {
   readonly #byKey = new Map<string, Resource>();
+  /** Per kind, in load order: `list` is called per route and per backend, so it must not scan everything. */
+  readonly #byKind = new Map<ResourceKind, Resource[]>();
   readonly duplicates: ResourceError[] = [];
 
   constructor(resources: readonly Resource[]) {
@@ -33,7 +35,12 @@ export class ResourceIndex {
         this.duplicates.push(
           errorAt(r.origin, "metadata.name", `Duplicate ${r.kind} "${qualifiedName(r)}": also defined in ${where}`),
         );
-      } else this.#byKey.set(key, r);
+      } else {
+        this.#byKey.set(key, r);
+        const same = this.#byKind.get(r.kind);
+        if (same) same.push(r);
+        else this.#byKind.set(r.kind, [r]);
+      }
     }
   }
 
@@ -43,7 +50,7 @@ export class ResourceIndex {
 
   /** Every resource of a kind, in load order (duplicates excluded). */
   list<K extends ResourceKind>(kind: K): OfKind<K>[] {
-    return [...this.#byKey.values()].filter((r): r is OfKind<K> => r.kind === kind);
+    return [...(this.#byKind.get(kind) ?? [])] as OfKind<K>[];
   }
 }
 

@@ -8,6 +8,8 @@ import { type AIServiceBackendSpec, aiServiceBackendSpec } from "./ai_service_ba
 import { type BackendSecurityPolicySpec, backendSecurityPolicySpec } from "./backend_security_policy.ts";
 import { type BackendSpec, backendSpec } from "./backend.ts";
 import { type BackendTrafficPolicySpec, backendTrafficPolicySpec } from "./backend_traffic_policy.ts";
+import { type SemanticRouterSpec, semanticRouterSpec } from "./semantic_router.ts";
+import { type RateLimitOptionsSpec, rateLimitOptionsSpec } from "./rate_limit_options.ts";
 import {
   type GatewayClassSpec,
   gatewayClassSpec,
@@ -44,6 +46,8 @@ export type Backend = Base<"Backend", BackendSpec>;
 export type BackendTrafficPolicy = Base<"BackendTrafficPolicy", BackendTrafficPolicySpec>;
 export type Gateway = Base<"Gateway", GatewaySpec>;
 export type GatewayClass = Base<"GatewayClass", GatewayClassSpec>;
+export type SemanticRouter = Base<"SemanticRouter", SemanticRouterSpec>;
+export type RateLimitOptions = Base<"RateLimitOptions", RateLimitOptionsSpec>;
 export interface Secret extends SecretData {
   readonly apiVersion: "v1";
   readonly kind: "Secret";
@@ -61,6 +65,8 @@ export type Resource =
   | BackendTrafficPolicy
   | Gateway
   | GatewayClass
+  | SemanticRouter
+  | RateLimitOptions
   | Secret;
 export type ResourceKind = Resource["kind"];
 
@@ -79,8 +85,8 @@ const AI = "aigateway.envoyproxy.io";
 const EG = "gateway.envoyproxy.io";
 const GWAPI = "gateway.networking.k8s.io";
 
-/** apiVersion → kind → document schema. */
-const SCHEMAS: Readonly<Record<string, Readonly<Record<string, z.ZodType>>>> = {
+/** apiVersion → kind → document schema (scripts/gen_config_docs.ts renders docs/configuration.md from it). */
+export const SCHEMAS: Readonly<Record<string, Readonly<Record<string, z.ZodType>>>> = {
   [`${AI}/v1alpha1`]: {
     AIGatewayRoute: withSpec(aiGatewayRouteSpec.v1alpha1),
     AIServiceBackend: withSpec(aiServiceBackendSpec.v1alpha1),
@@ -94,6 +100,10 @@ const SCHEMAS: Readonly<Record<string, Readonly<Record<string, z.ZodType>>>> = {
   [`${EG}/v1alpha1`]: { Backend: withSpec(backendSpec), BackendTrafficPolicy: withSpec(backendTrafficPolicySpec) },
   [`${GWAPI}/v1`]: { Gateway: withSpec(gatewaySpec), GatewayClass: withSpec(gatewayClassSpec) },
   [`${GWAPI}/v1beta1`]: { Gateway: withSpec(gatewaySpec), GatewayClass: withSpec(gatewayClassSpec) },
+  "tollgate.dev/v1alpha1": {
+    SemanticRouter: withSpec(semanticRouterSpec),
+    RateLimitOptions: withSpec(rateLimitOptionsSpec),
+  },
   v1: { Secret: secretDocument },
 };
 

@@ -1,0 +1,128 @@
+// The compiler: reads the resources of every source, validates and compiles them exactly as `tollgate validate`
+// does, checks the cost expressions, and encodes the result as a content-hashed config snapshot. An invalid change
+// is an outcome, not a failure: the controller logs every located error and keeps publishing the last good snapshot.
+//
+// Files whose text did not change since the last compile are not parsed again (LoadOptions.cache): with thousands of
+// routes in a directory, YAML parsing would otherwise dominate the time from a change to its publication.
+import { fromPromise } from "xstate";
+import { compileGateway } from "../../control/compile/compile_gateway.ts";
+import type { CompileOptions } from "../../control/compile/compiled.ts";
+import { configSnapshot, type EncodedSnapshot, encodeSnapshot } from "../../control/bus/config_snapshot.ts";
+import { formatResourceError, type ResourceError, sortErrors } from "../../control/resources/errors.ts";
+import { type LoadOptions, loadResources } from "../../control/resources/load.ts";
+import { validateReferences } from "../../control/resources/references.ts";
+import { qualifiedName, type Resource } from "../../control/resources/resource.ts";
+import { policySecretRefs } from "../../control/resources/backend_security_policy.ts";
+import { compileCosts } from "../../usage/costs.ts";
+
+/** Where Envoy finds the rate limit service unless told otherwise: the aggregators' Service in Kubernetes. */
+export const DEFAULT_RLS_TARGET = "tollgate-aggregator:8081";
+
+export interface CompilerInput {
+  /** Resource files and directories (the directory source); may be empty. */
+  readonly paths: readonly string[];
+  /** Resources from the Kubernetes source, already schema-checked; undefined without that source. */
+  readonly kubernetes?: { readonly resources: readonly Resource[]; readonly errors: readonly ResourceError[] };
+  /** For ${VAR} substitution in files. */
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly cache: NonNullable<LoadOptions["cache"]>;
+  readonly compile: Pick<CompileOptions, "extProcTarget" | "rateLimit" | "listenerHost" | "listenerPort"> & {
+    readonly rateLimitDomain: string;
+  };
+}
+
+export type CompileOutcome =
+  | {
+    readonly ok: true;
+    readonly encoded: EncodedSnapshot;
+    readonly routes: number;
+    readonly backends: number;
+    /** Secret resources read for validation only: their values are never part of a snapshot. */
+    readonly secrets: number;
+    readonly ms: number;
+  }
+  | { readonly ok: false; readonly errors: readonly ResourceError[] };
+
+export async function compileSources(input: CompilerInput): Promise<CompileOutcome> {
+  const started = performance.now();
+  const fromFiles = input.paths.length > 0
+    ? await loadResources(input.paths, { env: input.env, cache: input.cache })
+    : { resources: [], errors: [] };
+  let resources: readonly Resource[] = fromFiles.resources;
+  let errors: ResourceError[] = [...fromFiles.errors];
+  if (input.kubernetes) {
+    // References are checked across both sources: drop the files-only verdict and check the union.
+    const filesOnly = new Set(validateReferences(fromFiles.resources).map(formatResourceError));
+    errors = errors.filter((e) => !filesOnly.has(formatResourceError(e)));
+    resources = [...resources, ...input.kubernetes.resources];
+    resources = [...resources, ...unreadSecrets(resources)];
+    errors.push(...input.kubernetes.errors, ...validateReferences(resources));
+  }
+  if (errors.length > 0) return { ok: false, errors: sortErrors(errors) };
+  const { rateLimitDomain, ...compileOptions } = input.compile;
+  const compiled = compileGateway(resources, {
+    messageTimeoutMs: 10_000,
+    failureModeAllow: false,
+    ...compileOptions,
+    // Limits always compile (the aggregators enforce them); the target only matters to a rendered Envoy config.
+    rateLimit: compileOptions.rateLimit ?? { target: DEFAULT_RLS_TARGET, domain: rateLimitDomain },
+  });
+  if (!compiled.ok) return { ok: false, errors: compiled.errors };
+  const costs = compileCosts(compiled.llmRequestCosts);
+  if (!costs.ok) {
+    return {
+      ok: false,
+      errors: costs.errors.map((e) => ({
+        file: "(llmRequestCosts)",
+        kind: "AIGatewayRoute",
+        name: e.route,
+        path: e.metadataKey,
+        message: e.message,
+      })),
+    };
+  }
+  const encoded = await encodeSnapshot(configSnapshot(compiled, { rateLimitDomain }));
+  return {
+    ok: true,
+    encoded,
+    routes: compiled.edge.routes.length,
+    backends: compiled.backends.length,
+    secrets: resources.filter((r) => r.kind === "Secret").length,
+    ms: performance.now() - started,
+  };
+}
+
+/**
+ * Secrets are not read from the cluster (see kubernetes_source.ts), so references to them cannot be checked here:
+ * each sidecar resolves them from its own mounts and reports a missing key. Stand-ins with the referenced keys (and
+ * empty values, never published: snapshots carry references only) let validation and compilation go on.
+ */
+function unreadSecrets(resources: readonly Resource[]): Resource[] {
+  const present = new Set(resources.filter((r) => r.kind === "Secret").map((r) => qualifiedName(r)));
+  const wanted = new Map<string, { namespace: string; name: string; keys: Set<string> }>();
+  for (const policy of resources) {
+    if (policy.kind !== "BackendSecurityPolicy") continue;
+    for (const { ref, key } of policySecretRefs(policy.spec)) {
+      const namespace = ref.namespace ?? policy.metadata.namespace;
+      const id = `${namespace}/${ref.name}`;
+      if (present.has(id)) continue;
+      const entry = wanted.get(id) ?? { namespace, name: ref.name, keys: new Set<string>() };
+      entry.keys.add(key);
+      wanted.set(id, entry);
+    }
+  }
+  return [...wanted.values()].map(({ namespace, name, keys }) => ({
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name, namespace },
+    stringData: Object.fromEntries([...keys].map((k) => [k, ""])),
+    origin: {
+      file: "kubernetes:Secret (not read by the controller)",
+      document: 0,
+      kind: "Secret",
+      name: `${namespace}/${name}`,
+    },
+  }));
+}
+
+export const compilerActor = fromPromise<CompileOutcome, CompilerInput>(({ input }) => compileSources(input));

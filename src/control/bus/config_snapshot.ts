@@ -1,0 +1,166 @@
+// The config snapshot the controller publishes and every sidecar and aggregator applies: the compiled gateway
+// (edge topology, backends, backendRefs, costs, rate-limit rules) with credentials as Secret references only, in a
+// versioned envelope:
+//
+//   { "apiVersion": "tollgate.dev/v1alpha1", "kind": "ConfigSnapshot", "schemaVersion": 1,
+//     "rateLimitDomain": "ai-gateway", "gateway": { …CompiledGateway… }, "extensions": { … } }
+//
+// Its identity is the sha256 of its canonical encoding (JSON, object keys sorted, no whitespace, absent fields
+// omitted): the same resources give the same hash on any controller, so an unchanged compile is not republished and
+// a receiver can check that what it assembled from chunks is exactly what was compiled. The revision is not part of
+// the content: the publisher numbers snapshots as it writes them (see config_store.ts).
+//
+// schemaVersion changes whenever a receiver of the previous version would misread the content; a receiver refuses
+// any version it was not built for, and keeps what it runs.
+import type { CompiledGateway } from "../compile/compiled.ts";
+
+export const CONFIG_API_VERSION = "tollgate.dev/v1alpha1";
+export const CONFIG_KIND = "ConfigSnapshot";
+/** The schema version this build writes and reads. */
+export const CONFIG_SCHEMA_VERSION = 1;
+
+export interface ConfigSnapshot {
+  readonly apiVersion: typeof CONFIG_API_VERSION;
+  readonly kind: typeof CONFIG_KIND;
+  readonly schemaVersion: number;
+  /** The domain the rate-limit rules and usage descriptors live in. */
+  readonly rateLimitDomain: string;
+  /** Credentials are SecretReferences (namespace/name/key) here, never values. */
+  readonly gateway: CompiledGateway;
+  /** Further serialisable sections (e.g. semantic routing), carried as they are; plain JSON only. */
+  readonly extensions?: Readonly<Record<string, unknown>>;
+}
+
+/** A snapshot with its canonical bytes and their sha256 (lower-case hex). */
+export interface EncodedSnapshot {
+  readonly snapshot: ConfigSnapshot;
+  readonly bytes: Uint8Array;
+  readonly hash: string;
+}
+
+export class ConfigSnapshotError extends Error {
+  override readonly name: string = "ConfigSnapshotError";
+}
+
+/** A snapshot written for a schema version this build does not read. */
+export class IncompatibleSnapshotError extends ConfigSnapshotError {
+  override readonly name = "IncompatibleSnapshotError";
+  readonly schemaVersion: unknown;
+  constructor(schemaVersion: unknown) {
+    super(
+      `Config snapshot has schema version ${JSON.stringify(schemaVersion)}; this Tollgate reads version ` +
+        `${CONFIG_SCHEMA_VERSION} only (upgrade or downgrade the controller and the subscribers together)`,
+    );
+    this.schemaVersion = schemaVersion;
+  }
+}
+
+export function configSnapshot(
+  gateway: CompiledGateway & { ok?: true },
+  o: { readonly rateLimitDomain: string; readonly extensions?: Readonly<Record<string, unknown>> },
+): ConfigSnapshot {
+  const { ok: _ok, ...compiled } = gateway;
+  return {
+    apiVersion: CONFIG_API_VERSION,
+    kind: CONFIG_KIND,
+    schemaVersion: CONFIG_SCHEMA_VERSION,
+    rateLimitDomain: o.rateLimitDomain,
+    gateway: compiled,
+    ...(o.extensions && Object.keys(o.extensions).length > 0 ? { extensions: o.extensions } : {}),
+  };
+}
+
+/**
+ * JSON with every object's keys in code-unit order and no whitespace; `undefined` members are left out, as
+ * JSON.stringify does. Anything JSON cannot carry faithfully (a function, a Map, a non-finite number) is an error:
+ * a snapshot must survive the trip unchanged.
+ */
+export function canonicalJson(value: unknown): string {
+  // JSON.stringify does the writing (fast, and exactly JSON's escaping); the replacer only puts keys in order and
+  // refuses what would not survive the trip. Keys are inserted in sorted order into a fresh object, and integer-like
+  // keys (which JavaScript orders first in any object) are refused, so insertion order is the output order.
+  return JSON.stringify(value, function (this: unknown, key: string, v: unknown) {
+    switch (typeof v) {
+      case "object": {
+        if (v === null || Array.isArray(v)) return v;
+        const proto = Object.getPrototypeOf(v);
+        if (proto !== Object.prototype && proto !== null) {
+          throw new ConfigSnapshotError(
+            `Cannot encode "${key}": a ${proto?.constructor?.name ?? "value"} is not plain JSON`,
+          );
+        }
+        const record = v as Record<string, unknown>;
+        const out: Record<string, unknown> = {};
+        for (const k of Object.keys(record).sort()) {
+          if (INTEGER_KEY.test(k)) {
+            throw new ConfigSnapshotError(`Cannot encode the key "${k}": integer-like keys reorder`);
+          }
+          out[k] = record[k];
+        }
+        return out;
+      }
+      case "number":
+        if (!Number.isFinite(v)) throw new ConfigSnapshotError(`Cannot encode "${key}": ${v} is not a JSON number`);
+        return v;
+      case "function":
+      case "symbol":
+      case "bigint":
+        throw new ConfigSnapshotError(`Cannot encode "${key}": a ${typeof v} is not plain JSON`);
+      default:
+        return v;
+    }
+  }) ?? "null";
+}
+
+const INTEGER_KEY = /^(?:0|[1-9][0-9]*)$/;
+
+export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export async function encodeSnapshot(snapshot: ConfigSnapshot): Promise<EncodedSnapshot> {
+  const bytes = new TextEncoder().encode(canonicalJson(snapshot));
+  return { snapshot, bytes, hash: await sha256Hex(bytes) };
+}
+
+/**
+ * Canonical bytes → snapshot, checking that they hash to `expectedHash`, that the envelope is ours and that the
+ * schema version is the one this build reads. Throws IncompatibleSnapshotError or ConfigSnapshotError.
+ */
+export async function decodeSnapshot(bytes: Uint8Array, expectedHash: string): Promise<EncodedSnapshot> {
+  const hash = await sha256Hex(bytes);
+  if (hash !== expectedHash) {
+    throw new ConfigSnapshotError(`Config snapshot fails its checksum: sha256 ${hash}, expected ${expectedHash}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch (e) {
+    throw new ConfigSnapshotError(`Config snapshot is not JSON: ${(e as Error).message}`);
+  }
+  return { snapshot: checkEnvelope(parsed), bytes, hash };
+}
+
+/** The envelope and the shape of what receivers index into; the content itself was checked by the compiler. */
+export function checkEnvelope(value: unknown): ConfigSnapshot {
+  const o = value as Partial<Record<keyof ConfigSnapshot, unknown>> | null;
+  if (typeof o !== "object" || o === null || Array.isArray(o)) {
+    throw new ConfigSnapshotError("Config snapshot is not a JSON object");
+  }
+  if (o.apiVersion !== CONFIG_API_VERSION || o.kind !== CONFIG_KIND) {
+    throw new ConfigSnapshotError(
+      `Config snapshot is ${JSON.stringify(o.apiVersion)} ${JSON.stringify(o.kind)}, not ` +
+        `${CONFIG_API_VERSION} ${CONFIG_KIND}`,
+    );
+  }
+  if (o.schemaVersion !== CONFIG_SCHEMA_VERSION) throw new IncompatibleSnapshotError(o.schemaVersion);
+  if (typeof o.rateLimitDomain !== "string") throw new ConfigSnapshotError("Config snapshot has no rateLimitDomain");
+  const g = o.gateway as Partial<Record<keyof CompiledGateway, unknown>> | undefined;
+  const edge = g?.edge as { routes?: unknown; clusters?: unknown } | undefined;
+  const lists = [g?.models, g?.backends, g?.rateLimitRules, g?.llmRequestCosts, edge?.routes, edge?.clusters];
+  if (typeof g !== "object" || g === null || typeof edge !== "object" || !lists.every(Array.isArray)) {
+    throw new ConfigSnapshotError("Config snapshot's gateway is missing models, backends, rules, costs or the edge");
+  }
+  return o as unknown as ConfigSnapshot;
+}
