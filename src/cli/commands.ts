@@ -2,7 +2,8 @@
 import { type FlagSpec, parseFlags, UsageError } from "./args.ts";
 import { AGGREGATOR_FLAGS, AGGREGATOR_HELP, aggregatorCommand } from "./aggregator_command.ts";
 import { CONTROLLER_FLAGS, CONTROLLER_HELP, controllerCommand } from "./controller_command.ts";
-import { EXTPROC_FLAGS, EXTPROC_HELP, runSidecar, sidecarOptions } from "./extproc_command.ts";
+import { crashRestarts, EXTPROC_FLAGS, EXTPROC_HELP, runSidecar, sidecarOptions } from "./extproc_command.ts";
+import { exitWithSupervisor, isSupervisedWorker, supervise } from "./supervisor.ts";
 import { VERSION } from "../version.ts";
 import { RUN_FLAGS, RUN_HELP, runGateway } from "./run_command.ts";
 import { RENDER_FLAGS, RENDER_HELP, renderCommand } from "./render_command.ts";
@@ -24,7 +25,13 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     flags: EXTPROC_FLAGS,
     run: (args) => {
       const p = parseFlags("extproc", args, EXTPROC_FLAGS);
-      return runSidecar("extproc", sidecarOptions("extproc", p, "unix:///tmp/tollgate/extproc.sock"));
+      const o = sidecarOptions("extproc", p, "unix:///tmp/tollgate/extproc.sock");
+      const restarts = crashRestarts("extproc", p);
+      if (restarts > 0 && !isSupervisedWorker()) {
+        return supervise({ command: "extproc", args, restartsPerMinute: restarts, logLevel: o.logLevel });
+      }
+      if (isSupervisedWorker()) exitWithSupervisor();
+      return runSidecar("extproc", o);
     },
   },
   run: {

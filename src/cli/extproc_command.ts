@@ -41,6 +41,7 @@ export const EXTPROC_FLAGS = {
   ...OBSERVABILITY_FLAGS,
   "config-cache": { type: "string" },
   "secrets-dir": { type: "string" },
+  "crash-restarts": { type: "string" },
 } as const;
 
 export const EXTPROC_HELP = `Usage: tollgate extproc [flags]
@@ -56,6 +57,8 @@ Flags:
   --grace SECONDS        on SIGTERM, how long open streams may finish before they are cancelled (default 15)
   --max-body-bytes N     cap on a request body Envoy streams in chunks (default 33554432)
   --log-level LEVEL      trace, debug, info, warn, error (default info, or TOLLGATE_LOG_LEVEL)
+  --crash-restarts N     the server runs in a worker process that is restarted at once when it crashes, up to N
+                         times a minute (default 10; 0 runs it in this process, unsupervised)
   -h, --help             show this help
 
 Usage events (one per request, for token rate limits) go to NATS JetStream when --nats is given; while NATS is
@@ -256,4 +259,15 @@ export function connectSidecarNats(o: NatsConnectOptions, logger: Logger, signal
     logger.info({ servers: o.servers }, "Connected to NATS");
     return link;
   });
+}
+
+/** --crash-restarts: restarts of a crashed worker allowed per minute; 0 disables the supervisor. */
+export function crashRestarts(command: string, p: Parsed): number {
+  const v = p.values["crash-restarts"];
+  if (typeof v !== "string") return 10;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new UsageError(`tollgate ${command}: --crash-restarts must be a non-negative integer, got "${v}"`);
+  }
+  return n;
 }
