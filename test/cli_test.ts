@@ -35,11 +35,11 @@ Deno.test("unknown flags and bad values exit 2 with a one-line reason", async ()
   }
 });
 
-Deno.test("subcommands that later issues fill say so plainly and exit 1", async () => {
-  for (const [c, issue] of [["controller", "#6"]]) {
-    const r = await runTollgate([c!]);
-    assertEquals(r.code, 1);
-    assert(r.stderr.includes("not built yet") && r.stderr.includes(issue!), r.stderr);
+Deno.test("every role that needs NATS says so plainly when --nats is missing, and exits 2", async () => {
+  for (const c of ["controller"]) {
+    const r = await runTollgate([c, "--watch", "."]);
+    assertEquals(r.code, 2, r.stderr);
+    assert(r.stderr.includes("--nats"), r.stderr);
   }
 });
 

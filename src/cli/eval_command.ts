@@ -97,7 +97,7 @@ async function evalRouting(p: Parsed, text: string, maxMistakes: number): Promis
   }
   const rows = parseRoutingDataset(text);
   const started = performance.now();
-  const trained = c.kind === "builtin" ? builtinClassifier(c) : undefined;
+  const trained = c.kind === "builtin" ? await builtinClassifier(c) : undefined;
   const trainingMs = performance.now() - started;
   const classifyStart = performance.now();
   const e = await evaluateRouting(

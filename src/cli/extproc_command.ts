@@ -26,10 +26,12 @@ import {
 } from "./observability_flags.ts";
 import { registerConfigRevision } from "../observability/config_metrics.ts";
 import { USAGE_SPOOL_FLAGS, USAGE_SPOOL_HELP, type UsageSpoolOptions, usageSpoolOptions } from "./usage_spool_flags.ts";
+import { LISTENER_TLS_FLAGS, LISTENER_TLS_HELP, type ListenerTls, listenerTlsOptions } from "./listener_tls_flags.ts";
 import { listFlag, logLevelFlag, type Parsed, positiveIntFlag, secondsFlag, stringFlag, UsageError } from "./args.ts";
 
 export const EXTPROC_FLAGS = {
   listen: { type: "string" },
+  ...LISTENER_TLS_FLAGS,
   admin: { type: "string" },
   model: { type: "string", multiple: true },
   config: { type: "string", multiple: true },
@@ -49,7 +51,9 @@ export const EXTPROC_HELP = `Usage: tollgate extproc [flags]
 Runs the ExtProc sidecar: envoy.service.ext_proc.v3.ExternalProcessor and grpc.health.v1 over gRPC.
 
 Flags:
-  --listen ADDR          unix:///path.sock (default unix:///tmp/tollgate/extproc.sock) or HOST:PORT, e.g. 127.0.0.1:1063
+  --listen ADDR          unix:///path.sock (default unix:///tmp/tollgate/extproc.sock) or HOST:PORT, e.g. 127.0.0.1:1063;
+                         a socket is mode 0660 (owner and group, i.e. Envoy), in a directory created 0750
+${LISTENER_TLS_HELP}
   --admin ADDR           admin HTTP port for /metrics, /healthz, /readyz (default :1064; "off" disables it)
   --config PATH          Envoy AI Gateway resources (file or directory, repeatable), watched and applied on change;
                          a change that does not validate is rejected and the running config stays
@@ -92,6 +96,8 @@ export interface SidecarOptions {
   readonly secretsDir: string;
   /** Tracing and the tenant label of the metrics; both off when absent. */
   readonly observability?: ObservabilityOptions;
+  /** TLS for the ExtProc listener; plaintext when absent. */
+  readonly listenTls?: ListenerTls;
 }
 
 export function sidecarOptions(command: string, p: Parsed, defaultListen: string): SidecarOptions {
@@ -119,6 +125,7 @@ export function sidecarOptions(command: string, p: Parsed, defaultListen: string
     configCache: configCachePath(p),
     secretsDir: stringFlag(p, "secrets-dir", DEFAULT_SECRETS_DIR),
     observability: observabilityOptions(command, p, Deno.env.toObject()),
+    ...((tls) => tls ? { listenTls: tls } : {})(listenerTlsOptions(command, p)),
   };
 }
 
@@ -159,7 +166,10 @@ export async function runSidecar(role: string, o: SidecarOptions, banner?: (s: s
     })
     : undefined;
   const current = () => source?.current() ?? fromNats?.config.current() ?? fixed;
-  if (o.listen.kind === "unix") await Deno.mkdir(o.listen.path.replace(/\/[^/]*$/, "") || "/", { recursive: true });
+  if (o.listen.kind === "unix") {
+    // Only the owner and its group (Envoy's) may enter the directory; the socket itself is made 0660.
+    await Deno.mkdir(o.listen.path.replace(/\/[^/]*$/, "") || "/", { recursive: true, mode: 0o750 });
+  }
   // The NATS config subscriber has its own tollgate_config_revision; this one covers --config files and --model.
   registerConfigRevision(registry, () => current().revision);
   const tracing = o.observability ? startTracing(o.observability, role, logger) : undefined;
@@ -171,6 +181,7 @@ export async function runSidecar(role: string, o: SidecarOptions, banner?: (s: s
     maxBodyBytes: o.maxBodyBytes,
     ...(o.observability?.tenant ? { metricsTenant: o.observability.tenant } : {}),
     ...(tracing ? { tracing } : {}),
+    ...(o.listenTls ? { serverCredentials: o.listenTls.credentials() } : {}),
     ...(usage ? { onUsage: (e: UsageEvent) => usage.publish(e) } : {}),
   });
   const bound = await server.start();
@@ -193,6 +204,7 @@ export async function runSidecar(role: string, o: SidecarOptions, banner?: (s: s
   logger.info(
     {
       address: formatListenAddress(bound),
+      tls: o.listenTls ? (o.listenTls.mutual ? "mutual" : "server") : "off",
       admin: admin ? formatListenAddress(admin.address) : null,
       models: current().models.map((m) => m.id),
     },

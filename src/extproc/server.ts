@@ -44,6 +44,8 @@ export interface ExtProcServerOptions {
   readonly metricsTenant?: TenantLabelOptions;
   /** Spans per request and per upstream attempt, W3C trace context upstream (off by default). */
   readonly tracing?: RequestTracing;
+  /** TLS (or mutual TLS) for the listener; plaintext when absent. */
+  readonly serverCredentials?: grpc.ServerCredentials;
 }
 
 /** Rotated bearer token files, one cached reader per path (re-read when the file changes). */
@@ -119,7 +121,7 @@ export class ExtProcServer {
     const port = await new Promise<number>((resolve, reject) =>
       this.#server.bindAsync(
         formatListenAddress(listen),
-        grpc.ServerCredentials.createInsecure(),
+        this.#o.serverCredentials ?? grpc.ServerCredentials.createInsecure(),
         (err, p) =>
           err ? reject(new Error(`Cannot listen on ${formatListenAddress(listen)}: ${err.message}`)) : resolve(p),
       )

@@ -2,7 +2,7 @@
 // the labelled examples of the config. Deterministic (zero initial weights, full-batch Adam), so every sidecar
 // trains the same model from the same config. The softmax probability of the top category is the confidence the
 // decision compares with its threshold.
-import { fitVectorizer, type SparseVector, type Vectorizer } from "./text_features.ts";
+import { featureCounts, type SparseVector, type Vectorizer, vectorizerOf } from "./text_features.ts";
 
 export interface Classification {
   readonly category: string;
@@ -36,13 +36,44 @@ export function trainCategoryClassifier(
   examples: readonly LabelledText[],
   options: TrainingOptions = {},
 ): CategoryClassifier {
+  const steps = training(examples, options);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/**
+ * The same training, giving the event loop back between steps (a few milliseconds each): a sidecar that loads a
+ * new config keeps answering its open streams while the classifier trains.
+ */
+export async function trainCategoryClassifierAsync(
+  examples: readonly LabelledText[],
+  options: TrainingOptions = {},
+): Promise<CategoryClassifier> {
+  const steps = training(examples, options);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+    await new Promise<void>((resolve) => setTimeout(resolve, 0));
+  }
+}
+
+/** Training as resumable steps: counting features in slices of texts, then one step per epoch. */
+function* training(examples: readonly LabelledText[], options: TrainingOptions): Generator<void, CategoryClassifier> {
   if (examples.length === 0) throw new Error("Cannot train the category classifier: there are no examples");
   const categories = [...new Set(examples.map((e) => e.category))];
   const k = categories.length;
-  const vectorizer = fitVectorizer(examples.map((e) => e.text));
-  const xs = examples.map((e) => vectorizer.vectorize(e.text));
+  const counted = [];
+  for (const e of examples) {
+    counted.push(featureCounts(e.text));
+    if (counted.length % 200 === 0) yield;
+  }
+  const vectorizer = vectorizerOf(counted);
+  const xs = counted.map((c) => vectorizer.vectorizeCounts(c));
   const ys = examples.map((e) => categories.indexOf(e.category));
-  const { weights, bias } = fit(xs, ys, k, vectorizer.size, {
+  yield;
+  const { weights, bias } = yield* fit(xs, ys, k, vectorizer.size, {
     l2: options.l2 ?? DEFAULT_L2,
     epochs: options.epochs ?? DEFAULT_EPOCHS,
     learningRate: options.learningRate ?? 0.1,
@@ -114,13 +145,13 @@ interface FitOptions {
  * bias is fixed at the log prior of each category: a text with no known feature gets the training distribution,
  * not whatever the bias drifted to (with balanced examples, a featureless text is as unsure as it can be).
  */
-function fit(
+function* fit(
   xs: readonly SparseVector[],
   ys: readonly number[],
   k: number,
   features: number,
   o: FitOptions,
-): { weights: Float32Array; bias: Float64Array } {
+): Generator<void, { weights: Float32Array; bias: Float64Array }> {
   const size = features * k;
   const w = new Float64Array(size);
   const b = new Float64Array(k);
@@ -146,6 +177,7 @@ function fit(
     }
     const lr = o.learningRate * Math.sqrt(1 - beta2 ** epoch) / (1 - beta1 ** epoch);
     adam(w, gw, mw, vw, lr, beta1, beta2, eps);
+    yield;
   }
   return { weights: Float32Array.from(w), bias: b };
 }

@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "../../test/support/assert.ts";
-import { trainCategoryClassifier } from "./category_classifier.ts";
+import { trainCategoryClassifier, trainCategoryClassifierAsync } from "./category_classifier.ts";
 import { featureCounts, fitVectorizer } from "./text_features.ts";
 
 const EXAMPLES = [
@@ -60,4 +60,14 @@ Deno.test("trainCategoryClassifier refuses to train without examples", () => {
     message = (e as Error).message;
   }
   assertEquals(message, "Cannot train the category classifier: there are no examples");
+});
+
+Deno.test("trainCategoryClassifierAsync trains the same model while giving the event loop back", async () => {
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 0);
+  const trained = await trainCategoryClassifierAsync(EXAMPLES, { epochs: 30 });
+  clearInterval(timer);
+  assert(ticks > 0, "other work ran during training");
+  const sync = trainCategoryClassifier(EXAMPLES, { epochs: 30 });
+  assertEquals(trained.classify("fry an egg"), sync.classify("fry an egg"));
 });

@@ -5,12 +5,11 @@ import { durationMs } from "../control/resources/common.ts";
 import { errorAt, type PathSegment, type ResourceError } from "../control/resources/errors.ts";
 import type { AIGatewayRoute, SemanticRouter } from "../control/resources/resource.ts";
 import { qualifiedName } from "../control/resources/resource.ts";
-import type { ConditionSpec } from "../control/resources/semantic_router.ts";
 import { compileModels } from "../control/compile/models.ts";
-import { DEFAULT_EPOCHS, DEFAULT_L2 } from "./category_classifier.ts";
 import { DEFAULT_SIMILARITY_THRESHOLD } from "./cache.ts";
 import { SEMANTIC_CACHE_BUCKET } from "./cache_nats_kv.ts";
-import type { ClassifierConfig, Condition, ModelRef, SemanticRouterConfig } from "./config.ts";
+import type { ModelRef, SemanticRouterConfig } from "./config.ts";
+import { compileClassifier, compileCondition } from "./compile_signals.ts";
 import { DEFAULT_JAILBREAK_THRESHOLD } from "./jailbreak.ts";
 import { keywordPatternError } from "./keyword_signal.ts";
 import { compileAllowRule, PII_TYPES, type PiiType } from "./pii.ts";
@@ -253,65 +252,6 @@ function compileRouter(r: SemanticRouter, ctx: RouterCompileContext, errors: Res
     ...(spec.toolSelection ? { toolSelection: { topK: spec.toolSelection.topK } } : {}),
     debugHeaders: spec.debugHeaders ?? true,
   };
-}
-
-/** Examples and description phrases become training text; a description is split at commas, semicolons, lines. */
-function compileClassifier(r: SemanticRouter, fail: (path: PathSegment[], message: string) => void): ClassifierConfig {
-  const spec = r.spec;
-  const examples = (spec.categories ?? []).flatMap((c) =>
-    [
-      ...(c.examples ?? []),
-      ...(c.description ?? "").split(/[,;\n]/).map((p) => p.trim()).filter((p) => p.length > 0),
-    ].map((text) => ({ category: c.name, text }))
-  );
-  const type = spec.classifier?.type ?? (examples.length > 0 ? "builtin" : "none");
-  if (type === "remote") {
-    const remote = spec.classifier?.remote;
-    if (!remote) {
-      fail(["classifier", "remote"], "A remote classifier needs remote.url");
-      return { kind: "none" };
-    }
-    return { kind: "remote", url: remote.url, timeoutMs: remote.timeout ? durationMs(remote.timeout) : 500 };
-  }
-  if (type === "none") return { kind: "none" };
-  const labelled = new Set(examples.map((e) => e.category));
-  if (labelled.size < 2) {
-    fail(["categories"], "The built-in classifier needs examples or a description for at least two categories");
-  }
-  (spec.categories ?? []).forEach((c, i) => {
-    if (!labelled.has(c.name)) fail(["categories", i], `Category "${c.name}" has no examples and no description`);
-  });
-  return {
-    kind: "builtin",
-    examples,
-    l2: spec.classifier?.l2 ?? DEFAULT_L2,
-    epochs: spec.classifier?.epochs ?? DEFAULT_EPOCHS,
-  };
-}
-
-function compileCondition(
-  c: ConditionSpec,
-  path: PathSegment[],
-  names: Record<"category" | "keyword" | "embedding" | "context", ReadonlySet<string>>,
-  fail: (path: PathSegment[], message: string) => void,
-): Condition {
-  const known = (kind: "category" | "keyword" | "embedding" | "context", name: string) => {
-    if (!names[kind].has(name)) {
-      fail([...path, kind], `No ${kind}${kind === "category" ? "" : " signal"} is named "${name}"`);
-    }
-  };
-  if (c.category !== undefined) {
-    known("category", c.category);
-    return c.minConfidence === undefined
-      ? { category: c.category }
-      : { category: c.category, minConfidence: c.minConfidence };
-  }
-  if (c.keyword !== undefined) return known("keyword", c.keyword), { keyword: c.keyword };
-  if (c.embedding !== undefined) return known("embedding", c.embedding), { embedding: c.embedding };
-  if (c.context !== undefined) return known("context", c.context), { context: c.context };
-  if (c.all) return { all: c.all.map((x, i) => compileCondition(x, [...path, "all", i], names, fail)) };
-  if (c.any) return { any: c.any.map((x, i) => compileCondition(x, [...path, "any", i], names, fail)) };
-  return { not: compileCondition(c.not!, [...path, "not"], names, fail) };
 }
 
 function piiTypeList(

@@ -38,7 +38,10 @@ export function routingTable(
   return table;
 }
 
-/** Trains the built-in classifiers now (at config load), so the first routed request does not wait for it. */
+/**
+ * Starts training the built-in classifiers now (at config load) rather than on the first routed request. Training
+ * gives the event loop back between steps; a failure shows on the requests that need the classifier.
+ */
 export function prepareRouting(configs: readonly SemanticRouterConfig[]): void {
-  for (const c of configs) if (c.classifier.kind === "builtin") builtinClassifier(c.classifier);
+  for (const c of configs) if (c.classifier.kind === "builtin") builtinClassifier(c.classifier).catch(() => {});
 }

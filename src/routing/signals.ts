@@ -2,7 +2,7 @@
 // similarity and context length. Remote calls run concurrently, each with its own deadline; a signal that fails is
 // recorded as an error and treated as absent, never as a reason to fail the request.
 import type { Clock } from "../observability/clock.ts";
-import { type CategoryClassifier, trainCategoryClassifier } from "./category_classifier.ts";
+import { type CategoryClassifier, trainCategoryClassifierAsync } from "./category_classifier.ts";
 import type { ClassifierConfig, ContextRuleConfig } from "./config.ts";
 import type { EmbeddingClient } from "./embedding_client.ts";
 import type { EmbeddingScore, EmbeddingSignals } from "./embedding_signal.ts";
@@ -28,16 +28,38 @@ export interface SignalSources {
   readonly clock: Clock;
 }
 
-const trained = new WeakMap<ClassifierConfig, CategoryClassifier>();
+const byObject = new WeakMap<ClassifierConfig, Promise<CategoryClassifier>>();
+/** By content, so a reloaded config whose examples did not change is not trained again; the last few are kept. */
+const byContent = new Map<string, Promise<CategoryClassifier>>();
+const KEPT_TRAININGS = 8;
 
-/** The built-in classifier of a config, trained once per config object (at load, or on first use). */
-export function builtinClassifier(config: ClassifierConfig & { kind: "builtin" }): CategoryClassifier {
-  let c = trained.get(config);
-  if (!c) {
-    c = trainCategoryClassifier(config.examples, { l2: config.l2, epochs: config.epochs });
-    trained.set(config, c);
+/**
+ * The built-in classifier of a config: trained once (at config load, or on first use) without holding the event
+ * loop, shared by every config object with the same examples and parameters. Requests that arrive while it trains
+ * wait for it.
+ */
+export function builtinClassifier(config: ClassifierConfig & { kind: "builtin" }): Promise<CategoryClassifier> {
+  const known = byObject.get(config);
+  if (known) return known;
+  const key = JSON.stringify([config.examples, config.l2, config.epochs]);
+  let training = byContent.get(key);
+  if (!training) {
+    training = trainCategoryClassifierAsync(config.examples, { l2: config.l2, epochs: config.epochs });
+    byContent.set(key, training);
+    while (byContent.size > KEPT_TRAININGS) byContent.delete(byContent.keys().next().value!);
   }
-  return c;
+  byObject.set(config, training);
+  return training;
+}
+
+/** `promise`, or the signal's reason as soon as it aborts. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 export async function gatherSignals(
@@ -70,7 +92,7 @@ async function classify(
   if (query.trim() === "") return { classifierError: "the request has no user text to classify" };
   try {
     if (c.kind === "builtin") {
-      const { category, confidence } = builtinClassifier(c).classify(query);
+      const { category, confidence } = (await abortable(builtinClassifier(c), signal)).classify(query);
       return { classification: { category, confidence } };
     }
     const result = await classifyRemote(

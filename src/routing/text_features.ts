@@ -59,36 +59,42 @@ export interface Vectorizer {
 
 /** Learns the vocabulary and inverse document frequencies of the training texts (smooth idf, sublinear tf). */
 export function fitVectorizer(texts: readonly string[]): Vectorizer {
+  return vectorizerOf(texts.map(featureCounts));
+}
+
+/** The vectorizer of texts whose features are already counted (training counts each text once). */
+export function vectorizerOf(counted: readonly ReadonlyMap<string, number>[]): Vectorizer & {
+  /** A counted text as a vector. */
+  vectorizeCounts(counts: ReadonlyMap<string, number>): SparseVector;
+} {
   const df = new Map<string, number>();
-  for (const t of texts) for (const f of featureCounts(t).keys()) df.set(f, (df.get(f) ?? 0) + 1);
+  for (const c of counted) for (const f of c.keys()) df.set(f, (df.get(f) ?? 0) + 1);
   const index = new Map<string, number>();
   const idf: number[] = [];
-  const n = texts.length;
+  const n = counted.length;
   for (const [f, d] of [...df].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) {
     index.set(f, idf.length);
     idf.push(Math.log((1 + n) / (1 + d)) + 1);
   }
-  return {
-    size: idf.length,
-    vectorize(text) {
-      const entries: [number, number][] = [];
-      let norm = 0;
-      for (const [f, count] of featureCounts(text)) {
-        const i = index.get(f);
-        if (i === undefined) continue;
-        const v = (1 + Math.log(count)) * idf[i]!;
-        entries.push([i, v]);
-        norm += v * v;
-      }
-      entries.sort((a, b) => a[0] - b[0]);
-      const scale = norm > 0 ? 1 / Math.sqrt(norm) : 0;
-      const indices = new Int32Array(entries.length);
-      const values = new Float64Array(entries.length);
-      entries.forEach(([i, v], k) => {
-        indices[k] = i;
-        values[k] = v * scale;
-      });
-      return { indices, values };
-    },
+  const vectorizeCounts = (counts: ReadonlyMap<string, number>): SparseVector => {
+    const entries: [number, number][] = [];
+    let norm = 0;
+    for (const [f, count] of counts) {
+      const i = index.get(f);
+      if (i === undefined) continue;
+      const v = (1 + Math.log(count)) * idf[i]!;
+      entries.push([i, v]);
+      norm += v * v;
+    }
+    entries.sort((a, b) => a[0] - b[0]);
+    const scale = norm > 0 ? 1 / Math.sqrt(norm) : 0;
+    const indices = new Int32Array(entries.length);
+    const values = new Float64Array(entries.length);
+    entries.forEach(([i, v], k) => {
+      indices[k] = i;
+      values[k] = v * scale;
+    });
+    return { indices, values };
   };
+  return { size: idf.length, vectorize: (text) => vectorizeCounts(featureCounts(text)), vectorizeCounts };
 }

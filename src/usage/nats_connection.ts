@@ -7,6 +7,7 @@
 import {
   connect,
   type ConnectionOptions,
+  ErrorCode,
   type JetStreamManager,
   nanos,
   type NatsConnection,
@@ -49,7 +50,43 @@ export class NatsConnectError extends Error {
 
 /** What a failed first attempt means: try again (server not there yet) or stop (the credentials are wrong). */
 function isPermanent(err: unknown): boolean {
-  return err instanceof NatsError && (err.isAuthError() || err.isPermissionError());
+  return (err instanceof NatsError && (err.isAuthError() || err.isPermissionError())) || isTlsCredentialError(err);
+}
+
+/**
+ * A TLS failure that waiting will not fix: the server's certificate does not verify against the trusted CA (or is
+ * for another name, or expired), or the server refused ours (missing, unknown CA, expired). Node's verification
+ * codes and OpenSSL's alert codes, as Deno's node:tls reports them.
+ */
+function isTlsCredentialError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (typeof code !== "string") return false;
+  return /^(UNABLE_TO_|SELF_SIGNED_CERT|DEPTH_ZERO_SELF_SIGNED|CERT_|ERR_TLS_CERT_ALTNAME)/.test(code) ||
+    /^ERR_SSL_.*ALERT_(BAD_CERTIFICATE|CERTIFICATE_|UNKNOWN_CA|UNSUPPORTED_CERTIFICATE|ACCESS_DENIED)/.test(code);
+}
+
+/**
+ * With TLS 1.3 a server checks the client's certificate after the handshake has completed on the client side, so
+ * its refusal reaches nats.js as a broken write (EPIPE, EPERM), a reset or a timeout, and the alert that says why is
+ * lost. When a TLS attempt fails that way, one more attempt limited to TLS 1.2 (where the client certificate is part
+ * of the handshake) tells a refused certificate from a network fault. Returns the refusal, or undefined.
+ */
+async function tlsRefusal(options: ConnectionOptions, err: unknown): Promise<unknown> {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  const refusedLike = ["EPIPE", "EPERM", "ECONNRESET", ErrorCode.Timeout, ErrorCode.ConnectionTimeout];
+  if (options.tls == null || !refusedLike.includes(code as string)) return undefined;
+  try {
+    const probe = await connect({
+      ...options,
+      tls: { ...options.tls, maxVersion: "TLSv1.2" } as TlsOptions,
+      reconnect: false,
+      maxReconnectAttempts: 0,
+    });
+    await probe.close();
+    return undefined;
+  } catch (probeErr) {
+    return isTlsCredentialError(probeErr) ? probeErr : undefined;
+  }
 }
 
 export function natsConnectionOptions(o: NatsConnectOptions): ConnectionOptions {
@@ -76,20 +113,34 @@ export function natsConnectionOptions(o: NatsConnectOptions): ConnectionOptions 
 
 /**
  * nats.js v2's node transport, on Deno, drops its socket listeners when it closes a connection the server refused
- * (-ERR Authorization Violation) while the server resets the same socket: the reset then surfaces, one tick after
- * connect() rejected, as an uncaught ECONNRESET that would end the process. This waits out that tick and swallows
- * exactly that error (a socket reset nobody listens to any more), nothing else.
+ * (-ERR Authorization Violation, or a client certificate refused after a TLS 1.3 handshake) while the server resets
+ * the same socket or its TLS alert is still being read: the reset or the alert then surfaces, around the moment
+ * connect() rejects, as an uncaught error that would end the process. While an attempt runs (and one tick after it
+ * failed), and while a connection lives (nats.js reconnects the same way), exactly those errors — a socket reset
+ * or a TLS alert nobody listens to any more — are swallowed, nothing else.
  */
-async function outlastSocketReset(): Promise<void> {
-  const swallow = (e: ErrorEvent) => {
-    const code = (e.error as { code?: unknown } | undefined)?.code;
-    if (code === "ECONNRESET" || code === "EPIPE") e.preventDefault();
+let strayListeners = 0;
+function swallowStraySocketError(e: ErrorEvent): void {
+  const code = (e.error as { code?: unknown } | undefined)?.code;
+  if (code === "ECONNRESET" || code === "EPIPE" || (typeof code === "string" && code.startsWith("ERR_SSL_"))) {
+    e.preventDefault();
+  }
+}
+function holdStraySocketErrors(): () => void {
+  if (strayListeners++ === 0) globalThis.addEventListener("error", swallowStraySocketError);
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    if (--strayListeners === 0) globalThis.removeEventListener("error", swallowStraySocketError);
   };
-  globalThis.addEventListener("error", swallow);
+}
+async function outlastSocketReset(): Promise<void> {
+  const release = holdStraySocketErrors();
   try {
     await new Promise((r) => setTimeout(r, 10));
   } finally {
-    globalThis.removeEventListener("error", swallow);
+    release();
   }
 }
 
@@ -106,7 +157,9 @@ export interface NatsLink extends AsyncDisposable {
 }
 
 function linkOf(nc: NatsConnection): NatsLink {
+  const release = holdStraySocketErrors();
   const closed = nc.closed().then((e) => e instanceof Error ? e : undefined);
+  closed.finally(release);
   return {
     nc,
     closed: () => closed,
@@ -153,6 +206,7 @@ export async function connectNats(
   const where = [o.servers].flat().join(", ");
   for (let attempt = 1;; attempt++) {
     signal?.throwIfAborted();
+    const release = holdStraySocketErrors();
     try {
       const nc = await connect(options);
       if (signal?.aborted) {
@@ -161,12 +215,15 @@ export async function connectNats(
       }
       return linkOf(nc);
     } catch (err) {
+      await outlastSocketReset();
       if (signal?.aborted) throw signal.reason;
-      if (isPermanent(err)) {
-        await outlastSocketReset();
-        throw new NatsConnectError(`Cannot connect to NATS at ${where}: ${(err as Error).message}`, { cause: err });
+      const refusal = isPermanent(err) ? err : await tlsRefusal(options, err);
+      if (refusal !== undefined) {
+        throw new NatsConnectError(`Cannot connect to NATS at ${where}: ${describeFailure(refusal)}`, { cause: err });
       }
       onRetry?.(err, attempt);
+    } finally {
+      release();
     }
     const wait = (options.reconnectTimeWait ?? 2000) + Math.random() * (options.reconnectJitter ?? 0);
     await new Promise<void>((resolve, reject) => {
@@ -181,6 +238,16 @@ export async function connectNats(
       signal?.addEventListener("abort", onAbort, { once: true });
     });
   }
+}
+
+/** One line that says what failed: TLS failures name the side that refused. */
+function describeFailure(err: unknown): string {
+  const message = (err as Error).message.replace(/\s+/g, " ").trim();
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== "string" || !isTlsCredentialError(err)) return message;
+  return code.startsWith("ERR_SSL_")
+    ? `the server refused the client's TLS certificate (${message})`
+    : `the server's TLS certificate did not verify (${message})`;
 }
 
 export const USAGE_STREAM = "TOLLGATE_USAGE";

@@ -257,6 +257,8 @@ export interface RlsServerOptions {
   readonly onReserve?: (r: AppliedReservation) => void;
   /** Every answer, or the error answered instead (for metrics). Errors it throws are ignored. */
   readonly onDecision?: (result: RateLimitResponse | Error) => void;
+  /** TLS (or mutual TLS) for the listener; plaintext when absent. */
+  readonly serverCredentials?: grpc.ServerCredentials;
 }
 
 type RlsCall = grpc.ServerUnaryCall<RlsRequest, RateLimitResponse>;
@@ -305,15 +307,20 @@ export class RlsServer implements AsyncDisposable {
 
   async start(): Promise<ListenAddress> {
     const listen = this.#o.listen;
-    if (listen.kind === "unix") await removeStaleSocket(listen.path);
+    if (listen.kind === "unix") {
+      // As the ExtProc socket: a directory only its owner and group can enter, a socket only they can connect to.
+      await Deno.mkdir(listen.path.replace(/\/[^/]*$/, "") || "/", { recursive: true, mode: 0o750 });
+      await removeStaleSocket(listen.path);
+    }
     const where = formatListenAddress(listen);
     const port = await new Promise<number>((resolve, reject) =>
       this.#server.bindAsync(
         where,
-        grpc.ServerCredentials.createInsecure(),
+        this.#o.serverCredentials ?? grpc.ServerCredentials.createInsecure(),
         (err, p) => err ? reject(new Error(`Cannot listen on ${where}: ${err.message}`)) : resolve(p),
       )
     );
+    if (listen.kind === "unix") await Deno.chmod(listen.path, 0o660);
     this.#bound = listen.kind === "tcp" ? { ...listen, port } : listen;
     return this.#bound;
   }

@@ -3,6 +3,7 @@
 //
 //   await using ns = await NatsServer.start({ jetstream: true });
 //   await using cluster = await NatsCluster.start(3);
+//   await using secure = await NatsServer.start({ users: [{ nkey: "UA…" }], tls: { certFile, keyFile, caFile, verify: true } });
 //
 // Ready means the monitoring endpoint /healthz answers ok: the client port is open and, with JetStream, the
 // server's JetStream (in a cluster: contact with the meta leader) is usable. Every wait has a deadline.
@@ -17,6 +18,53 @@ export interface NatsServerOptions {
   readonly user?: string;
   readonly pass?: string;
   readonly token?: string;
+  /**
+   * Users of the config file's `authorization { users = [...] }`: with a password, or nkey users by their public
+   * key ("U…"). Not together with `user`/`pass` or `token` (nats-server takes one kind of authorization).
+   */
+  readonly users?: readonly NatsUser[];
+  /** TLS on the client port (the monitoring port stays plain HTTP, so readiness checks work as before). */
+  readonly tls?: NatsServerTls;
+}
+
+export type NatsUser = { readonly user: string; readonly password: string } | { readonly nkey: string };
+
+export interface NatsServerTls {
+  /** PEM files of the server's certificate and key. */
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** The CA that client certificates must chain to (with `verify`). */
+  readonly caFile?: string;
+  /** Require a client certificate signed by `caFile` (mutual TLS). */
+  readonly verify?: boolean;
+}
+
+/** A nats-server config file for what the command line cannot say (users with nkeys, TLS). */
+function configFile(o: NatsServerOptions): string | undefined {
+  if (!o.users && !o.tls) return undefined;
+  if (o.users && (o.user !== undefined || o.pass !== undefined || o.token !== undefined)) {
+    throw new Error("Cannot start nats-server: give users, or user/pass, or token, not several");
+  }
+  const q = (s: string) => JSON.stringify(s);
+  const lines: string[] = [];
+  if (o.users) {
+    const entries = o.users.map((u) =>
+      "nkey" in u ? `    { nkey: ${q(u.nkey)} }` : `    { user: ${q(u.user)}, password: ${q(u.password)} }`
+    );
+    lines.push("authorization {", "  users = [", ...entries, "  ]", "}");
+  }
+  if (o.tls) {
+    lines.push(
+      "tls {",
+      `  cert_file: ${q(o.tls.certFile)}`,
+      `  key_file: ${q(o.tls.keyFile)}`,
+      ...(o.tls.caFile !== undefined ? [`  ca_file: ${q(o.tls.caFile)}`] : []),
+      `  verify: ${o.tls.verify === true}`,
+      "  timeout: 2",
+      "}",
+    );
+  }
+  return lines.join("\n") + "\n";
 }
 
 /** Polls `check` every `intervalMs` until it returns a value other than undefined, or fails after `timeoutMs`. */
@@ -88,6 +136,11 @@ export class NatsServer implements AsyncDisposable {
       for (let attempt = 1;; attempt++) {
         const [port, monitorPort] = freePorts(2) as [number, number];
         const args = ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort), "-n", "single"];
+        const config = configFile(options);
+        if (config !== undefined) {
+          await Deno.writeTextFile(`${dir}/single.conf`, config);
+          args.push("-c", `${dir}/single.conf`);
+        }
         if (options.jetstream ?? true) args.push("-js", "-sd", `${dir}/store`);
         if (options.user !== undefined) args.push("--user", options.user);
         if (options.pass !== undefined) args.push("--pass", options.pass);

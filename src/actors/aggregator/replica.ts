@@ -2,6 +2,7 @@
 // from outside — readiness, the RLS address, rules, stop (drain) and kill (crash).
 import { type Actor, createActor, waitFor } from "xstate";
 import type { Registry } from "prom-client";
+import type { ServerCredentials } from "@grpc/grpc-js";
 import type { ListenAddress } from "../../extproc/listen_address.ts";
 import { type Clock, systemClock } from "../../observability/clock.ts";
 import type { Logger } from "../../observability/logger.ts";
@@ -23,6 +24,8 @@ export interface AggregatorOptions {
   readonly registry: Registry;
   /** The RLS address; without it the replica only folds. */
   readonly listen?: ListenAddress;
+  /** TLS for the RLS listener; plaintext when absent. */
+  readonly rlsCredentials?: ServerCredentials;
   readonly rateLimitHeaders?: RateLimitHeaderNames;
   /** Rule files to watch (the ruleSet is their first load). */
   readonly ruleSources?: RuleSources;
@@ -89,6 +92,7 @@ export function startAggregator(o: AggregatorOptions): AggregatorReplica {
     clock,
     now,
     ...(o.listen ? { listen: o.listen } : {}),
+    ...(o.rlsCredentials ? { rlsCredentials: o.rlsCredentials } : {}),
     ...(o.rateLimitHeaders ? { rateLimitHeaders: o.rateLimitHeaders } : {}),
     ...(o.ruleSources ? { ruleSources: o.ruleSources } : {}),
     stream: o.stream ?? USAGE_STREAM,

@@ -3,6 +3,7 @@
 // checks only the counters usage events feed (checkOnly) unless the request reserves on them, and hands every hit and
 // reservation it adds to its parent as a hit event to publish (`hit.local`), so the other replicas add it too.
 import { fromCallback } from "xstate";
+import type { ServerCredentials } from "@grpc/grpc-js";
 import type { ListenAddress } from "../../extproc/listen_address.ts";
 import type { Logger } from "../../observability/logger.ts";
 import type { AggregatorCore, AggregatorRuleSet } from "../../usage/aggregator_core.ts";
@@ -25,6 +26,8 @@ export interface RlsInput {
   /** Wall clock, epoch ms: the window of a check. */
   readonly now: () => number;
   readonly rateLimitHeaders?: RateLimitHeaderNames;
+  /** TLS for the listener; plaintext when absent. */
+  readonly serverCredentials?: ServerCredentials;
 }
 
 export const rlsActor = fromCallback<RlsReceived, RlsInput, RlsEvent>(({ input, sendBack, receive }) => {
@@ -42,6 +45,7 @@ export const rlsActor = fromCallback<RlsReceived, RlsInput, RlsEvent>(({ input, 
     onReserve: (r) => sendBack({ type: "hit.local", hit: core.reserveLocal(r) }),
     onDecision: (result) => metrics.decision(result),
     ...(input.rateLimitHeaders ? { rateLimitHeaders: input.rateLimitHeaders } : {}),
+    ...(input.serverCredentials ? { serverCredentials: input.serverCredentials } : {}),
   });
   server.start().then(
     (address) => {

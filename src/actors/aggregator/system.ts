@@ -11,6 +11,7 @@
 // replica does not answer Envoy from stale counters. NATS being unreachable at boot is retried, not fatal.
 import { assign, enqueueActions, fromPromise, sendTo, setup } from "xstate";
 import type { JetStreamClient, JetStreamManager } from "nats";
+import type { ServerCredentials } from "@grpc/grpc-js";
 import { NatsError } from "nats";
 import type { ListenAddress } from "../../extproc/listen_address.ts";
 import type { Clock } from "../../observability/clock.ts";
@@ -40,6 +41,8 @@ export interface AggregatorSystemInput {
   readonly now: () => number;
   /** The RLS address; none serves when absent (a fold-only replica, as in the benchmark). */
   readonly listen?: ListenAddress;
+  /** TLS for the RLS listener; plaintext when absent. */
+  readonly rlsCredentials?: ServerCredentials;
   readonly rateLimitHeaders?: RateLimitHeaderNames;
   /** Watched rule files; none when absent. */
   readonly ruleSources?: RuleSources;
@@ -313,6 +316,7 @@ export const aggregatorSystemMachine = setup({
                       metrics: context.metrics,
                       now: context.now,
                       ...(context.rateLimitHeaders ? { rateLimitHeaders: context.rateLimitHeaders } : {}),
+                      ...(context.rlsCredentials ? { serverCredentials: context.rlsCredentials } : {}),
                     }),
                   },
                 },

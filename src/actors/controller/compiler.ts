@@ -50,14 +50,15 @@ export async function compileSources(input: CompilerInput): Promise<CompileOutco
     : { resources: [], errors: [] };
   let resources: readonly Resource[] = fromFiles.resources;
   let errors: ResourceError[] = [...fromFiles.errors];
-  if (input.kubernetes) {
-    // References are checked across both sources: drop the files-only verdict and check the union.
-    const filesOnly = new Set(validateReferences(fromFiles.resources).map(formatResourceError));
-    errors = errors.filter((e) => !filesOnly.has(formatResourceError(e)));
-    resources = [...resources, ...input.kubernetes.resources];
-    resources = [...resources, ...unreadSecrets(resources)];
-    errors.push(...input.kubernetes.errors, ...validateReferences(resources));
-  }
+  // References are checked across both sources: drop the files-only verdict and check the union. The controller
+  // never needs a Secret's value (snapshots carry references; each sidecar reads its own mounts), so a Secret that
+  // is referenced but not among the sources — the usual case: Secrets are mounted into the gateway pods, not put in
+  // the controller's ConfigMap — is no error here, in either source.
+  const filesOnly = new Set(validateReferences(fromFiles.resources).map(formatResourceError));
+  errors = errors.filter((e) => !filesOnly.has(formatResourceError(e)));
+  resources = [...resources, ...(input.kubernetes?.resources ?? [])];
+  resources = [...resources, ...unreadSecrets(resources)];
+  errors.push(...(input.kubernetes?.errors ?? []), ...validateReferences(resources));
   if (errors.length > 0) return { ok: false, errors: sortErrors(errors) };
   const { rateLimitDomain, ...compileOptions } = input.compile;
   const compiled = compileGateway(resources, {
@@ -93,7 +94,8 @@ export async function compileSources(input: CompilerInput): Promise<CompileOutco
 }
 
 /**
- * Secrets are not read from the cluster (see kubernetes_source.ts), so references to them cannot be checked here:
+ * Secrets are not read from the cluster (see kubernetes_source.ts), nor need they be in the watched files, so
+ * references to them cannot be checked here:
  * each sidecar resolves them from its own mounts and reports a missing key. Stand-ins with the referenced keys (and
  * empty values, never published: snapshots carry references only) let validation and compilation go on.
  */
@@ -117,7 +119,7 @@ function unreadSecrets(resources: readonly Resource[]): Resource[] {
     metadata: { name, namespace },
     stringData: Object.fromEntries([...keys].map((k) => [k, ""])),
     origin: {
-      file: "kubernetes:Secret (not read by the controller)",
+      file: "(Secret not among the sources: each sidecar resolves it)",
       document: 0,
       kind: "Secret",
       name: `${namespace}/${name}`,

@@ -71,14 +71,14 @@ export function configSnapshot(
 }
 
 /**
- * JSON with every object's keys in code-unit order and no whitespace; `undefined` members are left out, as
+ * JSON with every object's keys sorted and no whitespace; `undefined` members are left out, as
  * JSON.stringify does. Anything JSON cannot carry faithfully (a function, a Map, a non-finite number) is an error:
  * a snapshot must survive the trip unchanged.
  */
 export function canonicalJson(value: unknown): string {
-  // JSON.stringify does the writing (fast, and exactly JSON's escaping); the replacer only puts keys in order and
-  // refuses what would not survive the trip. Keys are inserted in sorted order into a fresh object, and integer-like
-  // keys (which JavaScript orders first in any object) are refused, so insertion order is the output order.
+  // JSON.stringify does the writing (fast, and exactly JSON's escaping); the replacer puts keys in order and refuses
+  // what would not survive the trip. Keys are inserted sorted into a fresh object; JavaScript still lists integer-like
+  // keys first, ascending, which is as deterministic: the same content always gives the same bytes.
   return JSON.stringify(value, function (this: unknown, key: string, v: unknown) {
     switch (typeof v) {
       case "object": {
@@ -91,12 +91,7 @@ export function canonicalJson(value: unknown): string {
         }
         const record = v as Record<string, unknown>;
         const out: Record<string, unknown> = {};
-        for (const k of Object.keys(record).sort()) {
-          if (INTEGER_KEY.test(k)) {
-            throw new ConfigSnapshotError(`Cannot encode the key "${k}": integer-like keys reorder`);
-          }
-          out[k] = record[k];
-        }
+        for (const k of Object.keys(record).sort()) out[k] = record[k];
         return out;
       }
       case "number":
@@ -111,8 +106,6 @@ export function canonicalJson(value: unknown): string {
     }
   }) ?? "null";
 }
-
-const INTEGER_KEY = /^(?:0|[1-9][0-9]*)$/;
 
 export async function sha256Hex(bytes: Uint8Array): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
