@@ -16,6 +16,7 @@ import { createMemoryCache } from "../src/routing/cache.ts";
 import type { RoutingServices } from "../src/routing/router_engine.ts";
 import { routingServices } from "../src/routing/routing_services.ts";
 import { NatsServer, pollUntil } from "./support/nats_server.ts";
+import { runTollgate } from "./support/process.ts";
 import { connect } from "nats";
 
 const GATEWAY = "testdata/routing/example/gateway.yaml";
@@ -370,4 +371,24 @@ Deno.test("a route that enables routing re-routes the models it serves; what rou
   assertEquals(unclear.response.headers.get("x-tollgate-selected-model"), "gpt-4o-mini");
   assertEquals(gw.upstreams.small.seen.length, 1);
   assertEquals(JSON.parse(gw.upstreams.small.seen[0]!.body).model, "gpt-4o-mini");
+});
+
+Deno.test("tollgate eval routing prints accuracy, per-category precision and recall and the confusion matrix", async () => {
+  const r = await runTollgate([
+    "eval",
+    "routing",
+    "testdata/routing/mmlu_pro_categories.jsonl",
+    "--config",
+    "testdata/routing/example",
+    "--mistakes",
+    "0",
+  ]);
+  assertEquals(r.code, 0, r.stderr);
+  assertMatch(r.stdout, /Category routing: 308 queries, 14 categories/);
+  const accuracy = Number(/accuracy (\d+\.\d)%/.exec(r.stdout)?.[1]);
+  assert(accuracy >= 65, `accuracy ${accuracy}% fell below 65%`);
+  assertMatch(r.stdout, /computer science\s+22\s+\d+\s+\d+\.\d%\s+\d+\.\d%/);
+  assertMatch(r.stdout, /confusion matrix \(rows: expected, columns: predicted\)/);
+  const missing = await runTollgate(["eval", "routing", "testdata/routing/mmlu_pro_categories.jsonl"]);
+  assertEquals(missing.code, 2);
 });

@@ -14,6 +14,7 @@ import { aggregatorRuleSet } from "../control/bus/aggregator_rules.ts";
 import { tmpdir } from "node:os";
 import { connectNats, type NatsConnectOptions } from "../usage/nats_connection.ts";
 import { NATS_FLAGS, NATS_HELP, natsOptions } from "./nats_flags.ts";
+import { LISTENER_TLS_FLAGS, LISTENER_TLS_HELP, type ListenerTls, listenerTlsOptions } from "./listener_tls_flags.ts";
 import { DEFAULT_RATE_LIMIT_HEADERS } from "../usage/rls_service.ts";
 import { aggregatorDashboard } from "../observability/dashboard/dashboard_roles.ts";
 import {
@@ -30,6 +31,7 @@ import {
 export const AGGREGATOR_FLAGS = {
   ...NATS_FLAGS,
   listen: { type: "string" },
+  ...LISTENER_TLS_FLAGS,
   admin: { type: "string" },
   rules: { type: "string", multiple: true },
   resources: { type: "string", multiple: true },
@@ -50,7 +52,9 @@ to the KV bucket TOLLGATE_AGGREGATOR, and answers envoy.service.ratelimit.v3.Rat
 
 Flags:
 ${NATS_HELP}
-  --listen ADDR            rate limit service: HOST:PORT, :PORT or unix:///path.sock (default :8081)
+  --listen ADDR            rate limit service: HOST:PORT, :PORT or unix:///path.sock (default :8081); a socket is
+                           mode 0660, in a directory created 0750
+${LISTENER_TLS_HELP}
   --admin ADDR             admin HTTP port: dashboard /, /metrics, /healthz, /readyz (default :1064; "off" disables it)
   --rules PATH             envoyproxy/ratelimit config (YAML file or directory, repeatable), watched
   --resources PATH         Envoy AI Gateway resources (file or directory, repeatable), watched: the rules of their
@@ -75,6 +79,8 @@ held, write a final snapshot, exit 0.
 export interface AggregatorCommandOptions {
   readonly nats: NatsConnectOptions;
   readonly listen: ListenAddress;
+  /** TLS for the rate limit service; plaintext when absent. */
+  readonly listenTls?: ListenerTls;
   readonly admin: (ListenAddress & { kind: "tcp" }) | null;
   readonly sources: RuleSources;
   readonly replica: string;
@@ -114,6 +120,7 @@ export function aggregatorOptions(p: Parsed): AggregatorCommandOptions {
   return {
     nats,
     listen: address("listen", ":8081"),
+    ...((tls) => tls ? { listenTls: tls } : {})(listenerTlsOptions("aggregator", p)),
     admin: admin as (ListenAddress & { kind: "tcp" }) | null,
     sources: { rules: listFlag(p, "rules"), resources: listFlag(p, "resources"), env: Deno.env.toObject() },
     replica,
@@ -190,6 +197,7 @@ export async function runAggregator(o: AggregatorCommandOptions): Promise<number
     log: logger,
     registry,
     listen: o.listen,
+    ...(o.listenTls ? { rlsCredentials: o.listenTls.credentials() } : {}),
     ...(o.rateLimitHeaders ? { rateLimitHeaders: DEFAULT_RATE_LIMIT_HEADERS } : {}),
     ...(watched ? { ruleSources: o.sources } : {}),
     replicas: o.streamReplicas,
@@ -224,6 +232,7 @@ export async function runAggregator(o: AggregatorCommandOptions): Promise<number
     logger.info(
       {
         address: formatListenAddress(outcome.address!),
+        tls: o.listenTls ? (o.listenTls.mutual ? "mutual" : "server") : "off",
         admin: admin ? formatListenAddress(admin.address) : null,
         replica: o.replica,
         domains: loaded.ruleSet.rules.domains.map((d) => d.domain),

@@ -7,7 +7,14 @@ import { type FileConfigSource, watchConfigFiles } from "../control/file_config_
 import { startAdmin } from "../admin/server.ts";
 import { createLogger, type Logger } from "../observability/logger.ts";
 import { hostname } from "node:os";
-import { connectNats, type NatsConnectOptions, type NatsLink } from "../usage/nats_connection.ts";
+import {
+  connectNats,
+  displayNatsServers,
+  NatsConnectError,
+  type NatsConnectOptions,
+  type NatsLink,
+} from "../usage/nats_connection.ts";
+import { routingServices } from "../routing/routing_services.ts";
 import { type SharedNatsLink, sharedNatsLink, startUsageSink, type UsageSink } from "../usage/usage_sink.ts";
 import { tmpdir } from "node:os";
 import { systemClock } from "../observability/clock.ts";
@@ -144,6 +151,8 @@ export async function runSidecar(role: string, o: SidecarOptions, banner?: (s: s
     }
   }
   const nats = o.nats ? sharedNatsLink((signal) => connectSidecarNats(o.nats!, logger, signal)) : undefined;
+  // Semantic routing's services: a `backend: nats` semantic cache is shared by every sidecar through NATS KV.
+  const routing = routingServices({ logger, ...(nats ? { nats: nats.get().then((l) => l.nc) } : {}) });
   let usage: UsageSink | undefined;
   try {
     usage = nats ? startUsageSink({ connect: nats.get, spool: o.usageSpool.spool, registry, logger }) : undefined;
@@ -182,6 +191,7 @@ export async function runSidecar(role: string, o: SidecarOptions, banner?: (s: s
     ...(o.observability?.tenant ? { metricsTenant: o.observability.tenant } : {}),
     ...(tracing ? { tracing } : {}),
     ...(o.listenTls ? { serverCredentials: o.listenTls.credentials() } : {}),
+    routing,
     ...(usage ? { onUsage: (e: UsageEvent) => usage.publish(e) } : {}),
   });
   const bound = await server.start();
@@ -224,6 +234,7 @@ export async function runSidecar(role: string, o: SidecarOptions, banner?: (s: s
   await usage?.close();
   await fromNats?.subscriber.stop();
   fromNats?.config[Symbol.dispose]();
+  await routing.close();
   await nats?.close();
   await admin?.shutdown();
   source?.[Symbol.dispose]();
@@ -262,14 +273,25 @@ function subscribeSidecarConfig(o: {
   return { config, subscriber };
 }
 
-/** Dials NATS until it answers (logging each failed try) or the process stops. */
+/**
+ * Dials NATS until it answers (logging each failed try) or the process stops. Credentials NATS refuses end the
+ * dialling: the sidecar keeps serving, its usage events wait in the spool until it restarts with working ones.
+ */
 export function connectSidecarNats(o: NatsConnectOptions, logger: Logger, signal: AbortSignal): Promise<NatsLink> {
   return connectNats(o, {
     signal,
     onRetry: (err, attempt) => logger.warn({ err, attempt }, "NATS not reachable yet; usage events wait in the spool"),
   }).then((link) => {
-    logger.info({ servers: o.servers }, "Connected to NATS");
+    logger.info({ servers: displayNatsServers(o.servers) }, "Connected to NATS");
     return link;
+  }, (err: unknown) => {
+    if (err instanceof NatsConnectError) {
+      logger.error(
+        { error: err.message },
+        "NATS refused this sidecar's credentials; it keeps serving, usage events wait in the spool until a restart",
+      );
+    }
+    throw err;
   });
 }
 

@@ -48,8 +48,11 @@ export class ListenerTls {
 
   /** grpc-js server credentials: TLS, and with a client CA, a verified client certificate required. */
   credentials(): grpc.ServerCredentials {
+    // Without a client CA, grpc-js would fill `ca` with GRPC_DEFAULT_SSL_ROOTS_FILE_PATH's bundle when that is set,
+    // and Deno's node:tls then sends a handshake clients reject (HandshakePayloadTooLarge). The server's own chain
+    // stands in: with no client certificate requested, it verifies nothing.
     return grpc.ServerCredentials.createSsl(
-      this.#clientCa ?? null,
+      this.#clientCa ?? this.#cert,
       [{ cert_chain: this.#cert, private_key: this.#key }],
       this.#clientCa !== undefined,
     );

@@ -15,7 +15,8 @@ export const OBSERVABILITY_HELP =
   `  --otlp-endpoint URL      export traces (a span per request and per upstream attempt) over OTLP/HTTP to URL,
                            e.g. http://otel-collector:4318 ("/v1/traces" is appended); without it, tracing is on
                            only when OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT is set
-  --metrics-tenant-header H   add a "tenant" label, the value of request header H (e.g. x-user-id), to the request
+  --metrics-tenant-header H
+                           add a "tenant" label, the value of request header H (e.g. x-user-id), to the request
                            and token metrics; off by default (one series per tenant)
   --metrics-tenant-cap N   distinct tenants kept by name; later ones are counted as "other" (default 100)`;
 

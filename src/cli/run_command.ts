@@ -19,6 +19,7 @@ import { RateLimitFilter } from "../edge/rate_limit_filter.ts";
 import type { UsageEvent } from "../usage/usage_event.ts";
 import { hostname } from "node:os";
 import type { NatsLink } from "../usage/nats_connection.ts";
+import { routingServices } from "../routing/routing_services.ts";
 import { sharedNatsLink, startUsageSink, type UsageSink } from "../usage/usage_sink.ts";
 import { NATS_FLAGS, NATS_HELP, natsOptions } from "./nats_flags.ts";
 import { USAGE_SPOOL_FLAGS, USAGE_SPOOL_HELP, usageSpoolOptions } from "./usage_spool_flags.ts";
@@ -98,6 +99,8 @@ export async function runGateway(p: Parsed): Promise<number> {
 
   const dir = await Deno.makeTempDir({ prefix: "tollgate-run-" });
   const nats = natsConnect ? sharedNatsLink((signal) => connectSidecarNats(natsConnect, logger, signal)) : undefined;
+  // Semantic routing's services: a `backend: nats` semantic cache is shared by every sidecar through NATS KV.
+  const routing = routingServices({ logger, ...(nats ? { nats: nats.get().then((l) => l.nc) } : {}) });
   let usage: UsageSink | undefined;
   try {
     usage = nats ? startUsageSink({ connect: nats.get, spool: spoolOptions.spool, registry, logger }) : undefined;
@@ -194,6 +197,7 @@ export async function runGateway(p: Parsed): Promise<number> {
     registry,
     ...(observability.tenant ? { metricsTenant: observability.tenant } : {}),
     ...(tracing ? { tracing } : {}),
+    routing,
     onUsage: (e: UsageEvent) => {
       dashboard?.recordUsage(e);
       if (usage) usage.publish(e);
@@ -262,6 +266,7 @@ export async function runGateway(p: Parsed): Promise<number> {
   rateLimiter?.close();
   await usage?.close();
   await limits?.[Symbol.asyncDispose]();
+  await routing.close();
   await nats?.close();
   await adminServer?.shutdown();
   await echo?.shutdown();

@@ -70,8 +70,14 @@ export interface RequestFacts {
   readonly tenant: string | undefined;
 }
 
-/** The status the client got (when the sidecar knows it) and the error class of a closed router stream. */
-export function outcomeOf(ctx: RouterContext): { status: number | undefined; errorType: string | undefined } {
+/**
+ * The status the client got (when the sidecar knows it) and the error class of a closed router stream. `completed`:
+ * the stream reached a final state; one stopped before (Envoy cancelled the gRPC stream) counts as aborted.
+ */
+export function outcomeOf(
+  ctx: RouterContext,
+  completed: boolean,
+): { status: number | undefined; errorType: string | undefined } {
   const event = ctx.accounting?.event;
   const failure = ctx.failure;
   if (event) return { status: event.status, errorType: event.status >= 400 ? String(event.status) : undefined };
@@ -79,6 +85,7 @@ export function outcomeOf(ctx: RouterContext): { status: number | undefined; err
   // Envoy ended the stream before a response completed: the client went away, or Envoy answered by itself after
   // routing (a rate-limit refusal, an unreachable upstream) without passing the answer through this filter.
   if (failure) return { status: undefined, errorType: failure.kind };
+  if (!completed) return { status: undefined, errorType: "aborted" };
   const status = ctx.responseStatus;
   return { status, errorType: status !== undefined && status >= 400 ? String(status) : undefined };
 }
@@ -89,14 +96,18 @@ function routedRequest(ctx: RouterContext): RoutedRequest | undefined {
 }
 
 /** The facts of a closed router stream; undefined for what is not a GenAI operation or never started. */
-export function requestFacts(ctx: RouterContext, tenantHeader?: string): RequestFacts | undefined {
+export function requestFacts(
+  ctx: RouterContext,
+  completed: boolean,
+  tenantHeader?: string,
+): RequestFacts | undefined {
   const operation = operationOfPath(ctx.path);
   if (operation === undefined || ctx.startedAt === 0) return undefined;
   const route = routedRequest(ctx);
   const event = ctx.accounting?.event;
   const backend = ctx.backend === undefined ? undefined : ctx.snapshot.backends.get(ctx.backend);
   const ref = ctx.backendRef === undefined ? undefined : ctx.snapshot.backendRefs.get(ctx.backendRef);
-  const { status, errorType } = outcomeOf(ctx);
+  const { status, errorType } = outcomeOf(ctx, completed);
   const requestModel = ref?.modelNameOverride ?? route?.model;
   return {
     operation,

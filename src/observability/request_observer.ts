@@ -37,13 +37,16 @@ export class RequestObserver {
   /** A router stream closed (its actor has stopped). */
   routerClosed(requestId: string, router: RouterStreamRef): void {
     try {
-      const ctx = router.getSnapshot().context;
-      const facts = requestFacts(ctx, this.genai.tenantHeader);
+      const snapshot = router.getSnapshot();
+      const ctx = snapshot.context;
+      // "done" once the machine reached a final state; "stopped" when the transport ended it first (a cancel).
+      const completed = snapshot.status === "done";
+      const facts = requestFacts(ctx, completed, this.genai.tenantHeader);
       if (facts) {
         this.genai.record(facts);
         if (facts.originalModel !== undefined) this.#extproc.requestAttempts.observe(facts.attempts);
       }
-      this.#tracing?.requestClosed(requestId, ctx, facts);
+      this.#tracing?.requestClosed(requestId, ctx, facts, completed);
     } catch (err) {
       // Observability must never break the stream's teardown.
       this.#logger.warn({ err, requestId }, "Cannot record the metrics of a request");

@@ -30,6 +30,7 @@ import {
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import type { RouterContext } from "../actors/router_stream.ts";
+import { pathOnly } from "../protocol/openai/endpoints.ts";
 import type { AttemptTraceStart, TraceAttempt } from "../actors/attempt_stream.ts";
 import { VERSION } from "../version.ts";
 import { operationOfPath, outcomeOf, providerOf, type RequestFacts } from "./request_facts.ts";
@@ -176,7 +177,7 @@ export class RequestTracing {
   #startRequestSpan(ctx: RouterContext): Span {
     const parent = propagator.extract(ROOT_CONTEXT, ctx.requestHeaders, mapGetter);
     const operation = operationOfPath(ctx.path);
-    const attributes: Attributes = { "http.request.method": ctx.method, "url.path": pathOf(ctx.path) };
+    const attributes: Attributes = { "http.request.method": ctx.method, "url.path": pathOnly(ctx.path) };
     if (operation) attributes["gen_ai.operation.name"] = operation;
     const model = routedModel(ctx);
     if (model !== undefined) attributes["gen_ai.request.model"] = model;
@@ -187,15 +188,15 @@ export class RequestTracing {
     );
   }
 
-  /** The router stream of `requestId` has closed: ends its attempt spans and its request span. */
-  requestClosed(requestId: string, ctx: RouterContext, facts: RequestFacts | undefined): void {
+  /** The router stream of `requestId` has closed (`completed`: in a final state): ends its spans. */
+  requestClosed(requestId: string, ctx: RouterContext, facts: RequestFacts | undefined, completed: boolean): void {
     try {
       if (ctx.startedAt === 0) return; // no request headers ever came: nothing to describe
       let t = this.#requests.get(requestId);
       this.#requests.delete(requestId);
       t ??= { span: this.#startRequestSpan(ctx), open: undefined, attempts: 0 };
       const endedAt = facts?.endedAt ?? ctx.now();
-      const outcome = outcomeOf(ctx);
+      const outcome = outcomeOf(ctx, completed);
       if (t.open) endAttempt(t.open, facts, outcome, endedAt);
       if (t.attempts > 0) t.span.setAttribute("tollgate.attempts", t.attempts);
       endRequest(t.span, facts, outcome, endedAt);
@@ -249,11 +250,6 @@ function reportingFailures(exporter: SpanExporter, url: string, logger: Logger |
 
 function routedModel(ctx: RouterContext): string | undefined {
   return ctx.route !== undefined && "rawBody" in ctx.route ? ctx.route.model : undefined;
-}
-
-function pathOf(path: string): string {
-  const q = path.indexOf("?");
-  return q < 0 ? path : path.slice(0, q);
 }
 
 /** "{gen_ai.operation.name} {gen_ai.request.model}" as the conventions name GenAI spans; "{method}" otherwise. */

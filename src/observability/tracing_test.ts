@@ -70,7 +70,7 @@ Deno.test("spans the OTLP endpoint refuses are reported in the log, at most once
   } as unknown as Parameters<RequestTracing["traceAttempt"]>[0]["router"];
   for (const id of ["a", "b"]) {
     withExporter.traceAttempt({ requestId: id, router, backend: undefined, backendRef: undefined });
-    withExporter.requestClosed(id, router.getSnapshot().context, undefined);
+    withExporter.requestClosed(id, router.getSnapshot().context, undefined, true);
     // A flush reports the failed export; the warning is the operator's signal.
     await withExporter.flush().then(() => assert(false, "the flush should fail"), () => {});
   }

@@ -14,8 +14,8 @@ const OPEN_WAIT_MS = 1000;
 
 export interface RoutingServiceOptions {
   readonly logger?: Logger;
-  /** For `backend: nats` caches. */
-  readonly nats?: NatsConnection;
+  /** For `backend: nats` caches: the connection, or the promise of it while the process is still dialling. */
+  readonly nats?: NatsConnection | Promise<NatsConnection>;
   readonly fetch?: typeof fetch;
   readonly clock?: Clock;
 }
@@ -29,8 +29,11 @@ export function routingServices(o: RoutingServiceOptions = {}): ProcessRoutingSe
   const opened: Promise<NatsKvCache>[] = [];
   const memory = (c: CacheConfig) =>
     createMemoryCache({ mode: c.mode, threshold: c.threshold, ttlMs: c.ttlMs, maxEntries: c.maxEntries });
+  // Only the buckets that opened are closed: one still waiting for NATS would keep close() waiting with it.
+  const open: NatsKvCache[] = [];
   const close = async () => {
-    for (const p of opened.splice(0)) await p.then((c) => c.close(), () => {});
+    opened.splice(0);
+    for (const c of open.splice(0)) await c.close();
   };
   return {
     fetch: o.fetch ?? ((input, init) => fetch(input, init)),
@@ -45,7 +48,9 @@ export function routingServices(o: RoutingServiceOptions = {}): ProcessRoutingSe
         );
         return memory(c);
       }
-      const kv = openNatsKvCacheBucket(o.nats.jetstream(), { bucket: c.bucket, ttlMs: c.ttlMs }).then((bucket) =>
+      const kv = Promise.resolve(o.nats).then((nc) =>
+        openNatsKvCacheBucket(nc.jetstream(), { bucket: c.bucket, ttlMs: c.ttlMs })
+      ).then((bucket) =>
         createNatsKvCache(bucket, {
           mode: c.mode,
           threshold: c.threshold,
@@ -54,6 +59,7 @@ export function routingServices(o: RoutingServiceOptions = {}): ProcessRoutingSe
         })
       );
       opened.push(kv);
+      kv.then((c) => open.push(c), () => {});
       kv.catch((err: unknown) =>
         o.logger?.error({ err, router, bucket: c.bucket }, "Cannot open the semantic cache bucket; every lookup misses")
       );
@@ -64,9 +70,13 @@ export function routingServices(o: RoutingServiceOptions = {}): ProcessRoutingSe
   };
 }
 
-/** The cache `pending` resolves to; a lookup before then waits a little and misses if it is still not there. */
+/**
+ * The cache `pending` resolves to. The first lookup before then waits a little; once one waited in vain (NATS is
+ * down), lookups miss at once and answers are not stored until the bucket is there — nothing queues up meanwhile.
+ */
 function lazyCache(pending: Promise<SemanticCache>, clock: Clock): SemanticCache {
   let ready: SemanticCache | undefined;
+  let waitedInVain = false;
   pending.then((c) => (ready = c), () => {});
   const soon = async (signal: AbortSignal | undefined): Promise<SemanticCache | undefined> => {
     let timer: unknown;
@@ -82,10 +92,13 @@ function lazyCache(pending: Promise<SemanticCache>, clock: Clock): SemanticCache
   };
   return {
     async lookup(q, signal) {
-      const cache = ready ?? await soon(signal);
+      const cache = ready ?? (waitedInVain ? undefined : await soon(signal));
+      if (!cache) waitedInVain = true;
       signal?.throwIfAborted();
       return cache ? cache.lookup(q, signal) : undefined;
     },
-    store: async (q, r) => (await pending).store(q, r),
+    store: async (q, r) => {
+      if (ready) await ready.store(q, r);
+    },
   };
 }

@@ -203,7 +203,7 @@ export async function connectNats(
   } = {},
 ): Promise<NatsLink> {
   const options = natsConnectionOptions(o);
-  const where = [o.servers].flat().join(", ");
+  const where = displayNatsServers(o.servers);
   for (let attempt = 1;; attempt++) {
     signal?.throwIfAborted();
     const release = holdStraySocketErrors();
@@ -238,6 +238,11 @@ export async function connectNats(
       signal?.addEventListener("abort", onAbort, { once: true });
     });
   }
+}
+
+/** The servers for logs and errors: a user and password written into a URL (nats://u:p@host) are left out. */
+export function displayNatsServers(servers: string | readonly string[]): string {
+  return [servers].flat().map((s) => s.replace(/^([a-z]+:\/\/)?[^@/]*@/i, "$1")).join(", ");
 }
 
 /** One line that says what failed: TLS failures name the side that refused. */
