@@ -2,6 +2,7 @@
 // prompt, tool selection among 32 tools, and a memory-cache lookup. Prompts are built from the rows of the shipped
 // evaluation sets (so they contain PII, attacks, and plain text in realistic proportions) cut to ~1 KB each; every
 // call is timed on its own with performance.now(), after a warm-up. Run: deno run -A bench/guards_bench.ts --help
+import process from "node:process";
 import { parseArgs } from "node:util";
 import { detectPii } from "../src/routing/pii.ts";
 import { scoreJailbreak } from "../src/routing/jailbreak.ts";
@@ -37,20 +38,31 @@ const bytes = intFlag("bytes", values.bytes, 64);
 // ---- prompts ----
 
 const data = new URL("../testdata/routing/", import.meta.url);
-const sentences = ["pii_eval.jsonl", "jailbreak_eval.jsonl"].flatMap((f) =>
-  Deno.readTextFileSync(new URL(f, data)).split("\n").filter(Boolean).map((l) =>
-    (JSON.parse(l) as { text: string }).text
-  )
+type Row = { text: string; types?: string[]; jailbreak?: boolean };
+const rows = ["pii_eval.jsonl", "jailbreak_eval.jsonl"].flatMap((f) =>
+  Deno.readTextFileSync(new URL(f, data)).split("\n").filter(Boolean).map((l) => JSON.parse(l) as Row)
 );
+// "mixed": every row, so most prompts carry PII and an attack (the detectors' worst case: many regexes run);
+// "benign": only rows without PII or attack, like most real traffic.
+const corpora = {
+  mixed: rows.map((r) => r.text),
+  benign: rows.filter((r) => (r.types ?? []).length === 0 && r.jailbreak !== true).map((r) => r.text),
+};
 // A fixed shuffle, so every run times the same prompts.
 let seed = 42;
 const rand = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
-const prompts: string[] = [];
-for (let i = 0; i < 200; i++) {
-  let p = "";
-  while (p.length < bytes) p += sentences[Math.floor(rand() * sentences.length)] + " ";
-  prompts.push(p.slice(0, bytes));
+function promptsOf(sentences: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < 200; i++) {
+    let p = "";
+    while (p.length < bytes) p += sentences[Math.floor(rand() * sentences.length)] + " ";
+    out.push(p.slice(0, bytes));
+  }
+  return out;
 }
+const prompts = promptsOf(corpora.mixed);
+const benignPrompts = promptsOf(corpora.benign);
+const sentences = corpora.mixed;
 
 // ---- subjects ----
 
@@ -84,8 +96,13 @@ const queries = Array.from({ length: 50 }, (_, i) => embedding(10_000 + i));
 
 type Subject = { name: string; run: (i: number) => unknown };
 const subjects: Subject[] = [
-  { name: `detectPii (${bytes} B)`, run: (i) => detectPii(prompts[i % prompts.length]!) },
-  { name: `scoreJailbreak (${bytes} B)`, run: (i) => scoreJailbreak(prompts[i % prompts.length]!) },
+  { name: `detectPii, mixed (${bytes} B)`, run: (i) => detectPii(prompts[i % prompts.length]!) },
+  { name: `detectPii, benign (${bytes} B)`, run: (i) => detectPii(benignPrompts[i % benignPrompts.length]!) },
+  { name: `scoreJailbreak, mixed (${bytes} B)`, run: (i) => scoreJailbreak(prompts[i % prompts.length]!) },
+  {
+    name: `scoreJailbreak, benign (${bytes} B)`,
+    run: (i) => scoreJailbreak(benignPrompts[i % benignPrompts.length]!),
+  },
   { name: `selectTools (32 tools, k=5)`, run: (i) => selectTools(tools, prompts[i % prompts.length]!, 5) },
   {
     name: "memory cache, exact lookup",
@@ -100,31 +117,63 @@ const subjects: Subject[] = [
 // ---- timing ----
 
 const pct = (sorted: Float64Array, p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
-const results: Record<string, { p50: number; p90: number; p99: number; max: number; mean: number }> = {};
+const results: Record<string, { p50: number; p90: number; p99: number; max: number; mean: number; cpu: number }> = {};
 for (const s of subjects) {
   for (let i = 0; i < warmup; i++) await s.run(i);
   const times = new Float64Array(calls);
+  const cpu0 = process.cpuUsage();
   for (let i = 0; i < calls; i++) {
     const t0 = performance.now();
     await s.run(i);
     times[i] = (performance.now() - t0) * 1000;
   }
+  const used = process.cpuUsage(cpu0);
+  const cpu = (used.user + used.system) / calls;
   const mean = times.reduce((a, b) => a + b, 0) / calls;
   times.sort();
-  results[s.name] = { p50: pct(times, 0.5), p90: pct(times, 0.9), p99: pct(times, 0.99), max: times.at(-1)!, mean };
+  results[s.name] = {
+    p50: pct(times, 0.5),
+    p90: pct(times, 0.9),
+    p99: pct(times, 0.99),
+    max: times.at(-1)!,
+    mean,
+    cpu,
+  };
+}
+
+// ---- adversarial inputs: 100 KB built to make regexes backtrack; one call each, in milliseconds ----
+
+const K = 100_000;
+const adversarial: Record<string, string> = {
+  "'#' × 100k": "#".repeat(K),
+  "'[' × 100k": "[".repeat(K),
+  "'12-' × 33k": "12-".repeat(K / 3),
+  "'a.' × 50k + '@'": "a.".repeat(K / 2) + "@",
+  "'a:' × 50k": "a:".repeat(K / 2),
+  "'1' × 100k": "1".repeat(K),
+  "'i g n o r e ' × 8k": "i g n o r e ".repeat(K / 12),
+  "'ignore ' × 14k": "ignore ".repeat(K / 7),
+  "base64 words × 2.8k": "QUJDRUZHSElKS0xNTk9QUVJTVFVWV1hZWg ".repeat(K / 35),
+};
+const adversarialMs: Record<string, { pii: number; jailbreak: number }> = {};
+for (const [name, text] of Object.entries(adversarial)) {
+  let t0 = performance.now();
+  detectPii(text);
+  const pii = performance.now() - t0;
+  t0 = performance.now();
+  scoreJailbreak(text);
+  adversarialMs[name] = { pii, jailbreak: performance.now() - t0 };
 }
 
 const f = (x: number) => x < 10 ? x.toFixed(1) : x.toFixed(0);
-console.log(
-  `${"guard".padEnd(40)} ${"p50 µs".padStart(8)} ${"p90 µs".padStart(8)} ${"p99 µs".padStart(8)} ${
-    "max µs".padStart(8)
-  } ${"mean µs".padStart(8)}`,
-);
+const columns = ["p50 µs", "p90 µs", "p99 µs", "max µs", "mean µs", "CPU µs"];
+console.log(`${"guard (wall time per call; CPU per call)".padEnd(44)} ${columns.map((c) => c.padStart(8)).join(" ")}`);
 for (const [name, r] of Object.entries(results)) {
-  console.log(
-    `${name.padEnd(40)} ${f(r.p50).padStart(8)} ${f(r.p90).padStart(8)} ${f(r.p99).padStart(8)} ${
-      f(r.max).padStart(8)
-    } ${f(r.mean).padStart(8)}`,
-  );
+  const cells = [r.p50, r.p90, r.p99, r.max, r.mean, r.cpu].map((x) => f(x).padStart(8));
+  console.log(`${name.padEnd(44)} ${cells.join(" ")}`);
 }
-console.log(JSON.stringify({ bench: "guards", calls, warmup, bytes, deno: Deno.version.deno, results }));
+console.log(`\n${"adversarial input (one call)".padEnd(40)} ${"PII ms".padStart(8)} ${"jailbreak ms".padStart(13)}`);
+for (const [name, r] of Object.entries(adversarialMs)) {
+  console.log(`${name.padEnd(40)} ${r.pii.toFixed(1).padStart(8)} ${r.jailbreak.toFixed(1).padStart(13)}`);
+}
+console.log(JSON.stringify({ bench: "guards", calls, warmup, bytes, deno: Deno.version.deno, results, adversarialMs }));

@@ -20,7 +20,7 @@ interface Outcome {
   /** HTTP status, or 0 when the request failed below HTTP (`error` says why). */
   readonly status: number;
   readonly error?: string;
-  /** performance.now() when it was sent and when its response body had been read. */
+  /** Date.now() when it was sent and when its response body had been read. */
   readonly start: number;
   readonly end: number;
 }
@@ -38,12 +38,12 @@ class ChatLoad implements AsyncDisposable {
   readonly #running: Promise<void>;
 
   constructor(urls: readonly string[], clients: number, user = (c: number, i: number) => `user-${(c + i) % 6}`) {
-    const deadline = performance.now() + 90_000;
+    const deadline = Date.now() + 90_000;
     this.#running = Promise.all(Array.from({ length: clients }, async (_, c) => {
-      for (let i = 0; !this.#stopped && performance.now() < deadline; i++) {
+      for (let i = 0; !this.#stopped && Date.now() < deadline; i++) {
         const gateway = (c + i) % urls.length;
         const u = user(c, i);
-        const start = performance.now();
+        const start = Date.now();
         try {
           const res = await fetch(`${urls[gateway]}/v1/chat/completions`, {
             method: "POST",
@@ -55,10 +55,11 @@ class ChatLoad implements AsyncDisposable {
             signal: AbortSignal.timeout(20_000),
           });
           await res.arrayBuffer();
-          this.outcomes.push({ gateway, user: u, status: res.status, start, end: performance.now() });
+          this.outcomes.push({ gateway, user: u, status: res.status, start, end: Date.now() });
+          if (res.status >= 500) await new Promise((r) => setTimeout(r, 5)); // no hot loop against a failing edge
         } catch (err) {
           const error = err instanceof Error ? err.message : String(err);
-          this.outcomes.push({ gateway, user: u, status: 0, error, start, end: performance.now() });
+          this.outcomes.push({ gateway, user: u, status: 0, error, start, end: Date.now() });
           await new Promise((r) => setTimeout(r, 20));
         }
       }
@@ -138,7 +139,7 @@ Deno.test("NATS stopped and restarted under load: every request answered, each u
   await load.until("requests before the outage", 40, (o) => o.status === 200);
 
   await ns.stop();
-  const down = performance.now();
+  const down = Date.now();
   // The replicas answer from their local counters and the sidecars spool what they cannot publish.
   await load.until("requests during the outage", 40, (o) => o.start > down);
   await pollUntil(
@@ -148,7 +149,7 @@ Deno.test("NATS stopped and restarted under load: every request answered, each u
   const spooled = topology.gateways.map((g) => g.sink!.spooled);
 
   await ns.restart();
-  const up = performance.now();
+  const up = Date.now();
   await load.until("requests after the outage", 40, (o) => o.start > up && o.status === 200);
   await pollUntil(
     "the spools to be replayed",
@@ -180,16 +181,17 @@ Deno.test("the NATS node a sidecar is connected to, in a 3-node cluster, killed 
   const victim = sinkLink().nc.info?.server_name;
   assert(victim, "the sidecar's NATS connection knows its server");
   await cluster.byName(victim).kill();
-  const killed = performance.now();
+  const killed = Date.now();
   await load.until("requests after the kill", 60, (o) => o.start > killed && o.status === 200);
   await pollUntil("the sidecar to publish through another node", () => {
     const now = sinkLink().nc.info?.server_name;
     return now !== undefined && now !== victim && !sinkLink().nc.isClosed() ? now : undefined;
   }, { timeoutMs: 20_000 });
-  await pollUntil("the spools to be empty", () => topology.gateways.every((g) => g.sink!.spooled === 0) || undefined, {
-    timeoutMs: 20_000,
-  });
   const outcomes = await load.stop();
+  // Publishes fail (and events wait in the spool) until the stream has a leader on the nodes left: seconds.
+  await pollUntil("the spools to be empty", () => topology.gateways.every((g) => g.sink!.spooled === 0) || undefined, {
+    timeoutMs: 30_000,
+  });
 
   assertEquals(Object.keys(statusCounts(outcomes)).filter((s) => s !== "200" && s !== "429"), [], "only 200 or 429");
   await assertExactAccounting(topology, upstream, outcomes);
@@ -215,11 +217,11 @@ Deno.test("an aggregator replica killed under load: its edges fail open or close
   );
 
   const victim = await topology.killReplica(0);
-  const killed = performance.now();
+  const killed = Date.now();
   const during = (g: number) => (o: Outcome) => o.gateway === g && o.start > killed;
   await load.until("fail-open requests while r1 is down", 10, during(0));
   await load.until("fail-closed requests while r1 is down", 10, during(1));
-  const restarted = performance.now();
+  const restarted = Date.now();
   const replica = await topology.restartReplica(0);
   await load.until(
     "the fail-closed edge to serve again",
@@ -287,26 +289,25 @@ Deno.test("the ExtProc sidecar process SIGKILLed under load: 500s while it is do
   await using load = new ChatLoad([topology.gateways[0]!.url], 6, (c, i) => `c${c}-r${i}`);
   await load.until("requests before the first kill", 60, (o) => o.status === 200);
 
-  // Kill 1, NATS up: events are published directly; what is in memory at the kill may be lost.
-  const kill1 = performance.now();
-  await sidecar.kill();
-  await load.until("requests while the sidecar is down", 5, (o) => o.start > kill1);
-  const restart1 = performance.now();
-  await sidecar.start();
+  // Kill 1, NATS up: the worker — the process holding the usage in memory — is SIGKILLed, as the OOM killer would;
+  // its supervisor starts another on the same socket and spool. Events are published directly: what is in memory
+  // at the kill may be lost.
+  const kill1 = Date.now();
+  const restart1 = await sidecar.killWorker();
   await load.until("requests after the restart", 20, (o) => o.start > restart1 && o.status === 200);
 
-  // Kill 2, NATS down: the publisher spools every event before its response goes out.
+  // Kill 2, NATS down: the publisher spools every event before its response goes out. The whole sidecar
+  // (supervisor and worker) is killed and started again by hand, as a container restart would.
   await ns.stop();
-  const natsDown = performance.now();
+  const natsDown = Date.now();
   await load.until("requests spooled while NATS is down", 30, (o) => o.start > natsDown && o.status === 200);
-  const kill2 = performance.now();
+  const kill2 = Date.now();
   await sidecar.kill();
-  await load.until("requests while the sidecar is down again", 5, (o) => o.start > kill2);
-  const restart2 = performance.now();
-  await sidecar.start();
+  await load.until("requests while the sidecar is down", 5, (o) => o.start > kill2);
+  const restart2 = await sidecar.start();
   await load.until("requests after the second restart", 20, (o) => o.start > restart2 && o.status === 200);
   await ns.restart();
-  const natsUp = performance.now();
+  const natsUp = Date.now();
   await load.until("requests after NATS returns", 20, (o) => o.start > natsUp && o.status === 200);
   const outcomes = await load.stop();
 
@@ -318,7 +319,13 @@ Deno.test("the ExtProc sidecar process SIGKILLed under load: 500s while it is do
   }
   assertEquals(Object.keys(statusCounts(outcomes)).filter((s) => s !== "200" && s !== "500"), [], "only 200 or 500");
   const ok = outcomes.filter((o) => o.status === 200);
-  assertEquals(ok.length, upstream.answered.count, "a 500 never reached the upstream… and every 200 did");
+  // A request in flight at a kill may have been answered by the upstream and still get a 500: its response could
+  // not go back through the dead sidecar (and it has no usage event: the sidecar never saw that response).
+  const cut = outcomes.filter((o) => o.status !== 200 && [kill1, kill2].some((k) => o.start < k && o.end > k));
+  assert(
+    upstream.answered.count >= ok.length && upstream.answered.count <= ok.length + cut.length,
+    `the upstream answered ${upstream.answered.count}: the ${ok.length} 200s and at most the ${cut.length} cut short`,
+  );
 
   // Every request answered after the first restart has its event in the stream: after restart 1 they were
   // acknowledged, or spooled when NATS went down; kill 2 came after that.
@@ -332,15 +339,19 @@ Deno.test("the ExtProc sidecar process SIGKILLed under load: 500s while it is do
   const users = events.map(userOf);
   assertEquals(new Set(users).size, users.length, "no request's usage counted twice");
   assertEquals(new Set(events.map((e) => e.id)).size, events.length);
+  // An event without a 200 is that of a request cut at a kill after the sidecar had seen its whole response: the
+  // upstream did answer it, and its tokens are counted.
   const okUsers = new Set(ok.map((o) => o.user));
-  assertEquals(users.filter((u) => !okUsers.has(u)), [], "no event without a 200");
+  const cutUsers = new Set(cut.map((o) => o.user));
+  assertEquals(users.filter((u) => !okUsers.has(u) && !cutUsers.has(u)), [], "no event without an upstream answer");
+  assert(users.every((u) => upstream.answered.tokens.has(u)), "every event is of a request the upstream answered");
   const lost = ok.filter((o) => !users.includes(o.user));
-  assert(lost.every((o) => o.end < kill1), "only events in memory at the first kill (NATS up) can be missing");
+  assert(lost.every((o) => o.start < kill1), "only events in memory at the first kill (NATS up) can be missing");
   assert(lost.length <= IN_MEMORY_BOUND, `${lost.length} events lost at the kill, more than the documented bound`);
   console.log(
-    `sidecar SIGKILL with NATS up: ${lost.length} of ${ok.filter((o) => o.end < kill1).length} usage events ` +
-      `of requests answered before the kill were lost (in memory); with NATS down: 0 of ` +
-      `${ok.filter((o) => o.start > natsDown && o.end < kill2).length}`,
+    `sidecar SIGKILL with NATS up: ${lost.length} of ${ok.filter((o) => o.start < kill1).length} usage events ` +
+      `of requests answered before it were lost (in memory); with NATS down: 0 of ` +
+      `${ok.filter((o) => o.start > natsDown && o.start < kill2).length}`,
   );
 
   // The replica folded exactly what the stream holds, and the stream what the upstream reported (lost aside).
@@ -348,9 +359,6 @@ Deno.test("the ExtProc sidecar process SIGKILLed under load: 500s while it is do
   for (const e of events) {
     assertEquals(topology.totals(userOf(e)), [upstream.answered.tokens.get(userOf(e))!], userOf(e));
   }
-  const rows = topology.replicas[0]!.core.store.snapshot().counters;
-  const totalKeys = rows.filter(([k]) => k.includes("rule-2-match-0"));
-  assertEquals(totalKeys.length, events.length, "one total-token counter per counted request");
+  for (const o of lost) assertEquals(topology.totals(o.user), [0], "a lost event counts nothing");
   await assertNothingOpen(topology);
-  assert(ROUTE_KEY.length > 0);
 });

@@ -12,6 +12,9 @@ import { headersRequest } from "../src/protocol/ext_proc_request.ts";
 import { rateLimitServiceDefinition } from "../src/edge/rate_limit_filter.ts";
 import type { RateLimitResponse } from "../src/protocol/gen/envoy/service/ratelimit/v3/rls.ts";
 import type { RlsRequest } from "../src/edge/rate_limit_descriptors.ts";
+import { parse } from "yaml";
+import { toJson } from "@bufbuild/protobuf";
+import { decodeEnvoy, envoyRegistry, messageType } from "./support/envoy_protos.ts";
 
 // Deno's node:tls refuses an IP address as the TLS server name, and the server certificate is for localhost too.
 const CHANNEL_OPTIONS = { "grpc.ssl_target_name_override": "localhost" };
@@ -91,9 +94,26 @@ function tlsFlags(pki: TestPki, mutual: boolean): string[] {
   ];
 }
 
+/**
+ * grpc-js fills a server's client-CA list from GRPC_DEFAULT_SSL_ROOTS_FILE_PATH when it is set, and a system bundle
+ * there once broke every TLS handshake (Deno's node:tls); the environment is set here so the test always covers it.
+ */
+function systemRootsEnv(): Record<string, string> {
+  const bundle = "/etc/ssl/certs/ca-certificates.crt";
+  try {
+    Deno.statSync(bundle);
+    return { GRPC_DEFAULT_SSL_ROOTS_FILE_PATH: bundle };
+  } catch {
+    return {};
+  }
+}
+
 Deno.test("tollgate extproc --tls-cert serves TLS clients that trust its CA and refuses plaintext ones", async () => {
   await using pki = await makeTestPki();
-  await using p = spawnTollgate(["extproc", "--listen", "127.0.0.1:0", "--admin", "off", ...tlsFlags(pki, false)]);
+  await using p = spawnTollgate(
+    ["extproc", "--listen", "127.0.0.1:0", "--admin", "off", ...tlsFlags(pki, false)],
+    systemRootsEnv(),
+  );
   const ready = await p.waitForLog("ExtProc server listening");
   assertEquals(ready.tls, "server");
   const target = String(ready.address);
@@ -285,4 +305,65 @@ Deno.test("--admin 127.0.0.1:PORT binds loopback only: the admin port cannot be 
   // The contrast makes the check mean something: the same address reaches the admin port bound to every interface.
   assert(await reachable(other, widePort), `a port bound to 0.0.0.0 is reachable on ${other}`);
   assertEquals(await reachable(other, localPort), false, `the loopback-only admin port is not reachable on ${other}`);
+});
+
+Deno.test("tollgate render envoy --ratelimit-tls-* gives the rate limit cluster a TLS socket that decodes as Envoy's", async () => {
+  const r = await runTollgate([
+    "render",
+    "envoy",
+    "testdata/resources/token_ratelimit",
+    "--ratelimit",
+    "rls.tollgate.svc:8081",
+    "--ratelimit-tls-ca",
+    "/etc/tollgate/rls/ca.crt",
+    "--ratelimit-tls-cert",
+    "/etc/tollgate/rls/envoy.crt",
+    "--ratelimit-tls-key",
+    "/etc/tollgate/rls/envoy.key",
+  ]);
+  assertEquals(r.code, 0, r.stderr);
+  const bootstrap = parse(r.stdout) as {
+    static_resources: { clusters: { name: string; transport_socket?: unknown }[] };
+  };
+  const cluster = bootstrap.static_resources.clusters.find((c) => c.name === "tollgate_ratelimit");
+  assertEquals(cluster?.transport_socket, {
+    name: "envoy.transport_sockets.tls",
+    typed_config: {
+      "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+      sni: "rls.tollgate.svc",
+      common_tls_context: {
+        alpn_protocols: ["h2"],
+        tls_certificates: [{
+          certificate_chain: { filename: "/etc/tollgate/rls/envoy.crt" },
+          private_key: { filename: "/etc/tollgate/rls/envoy.key" },
+        }],
+        validation_context: {
+          trusted_ca: { filename: "/etc/tollgate/rls/ca.crt" },
+          match_typed_subject_alt_names: [{ san_type: "DNS", matcher: { exact: "rls.tollgate.svc" } }],
+        },
+      },
+    },
+  });
+  // Strictly, as Envoy's loader would: the whole bootstrap, the UpstreamTlsContext resolved by its @type.
+  const registry = await envoyRegistry();
+  const type = "envoy.config.bootstrap.v3.Bootstrap";
+  const decoded = toJson(messageType(registry, type), decodeEnvoy(registry, type, bootstrap), { registry });
+  assertMatch(JSON.stringify(decoded), /"trustedCa":\{"filename":"\/etc\/tollgate\/rls\/ca\.crt"\}/);
+  // Without the flags the cluster stays plaintext; a half-given client certificate is a usage error.
+  const plain = parse(
+    (await runTollgate(["render", "envoy", "testdata/resources/token_ratelimit"])).stdout,
+  ) as typeof bootstrap;
+  assertEquals(
+    plain.static_resources.clusters.find((c) => c.name === "tollgate_ratelimit")?.transport_socket,
+    undefined,
+  );
+  const half = await runTollgate([
+    "render",
+    "envoy",
+    "testdata/resources/token_ratelimit",
+    "--ratelimit-tls-cert",
+    "x",
+  ]);
+  assertEquals(half.code, 2);
+  assertMatch(half.stderr, /^tollgate render: --ratelimit-tls-cert and --ratelimit-tls-key go together\n$/);
 });

@@ -1,15 +1,20 @@
 // Credentials stay where they belong: a `tollgate run --nats` with a known API key serves traffic (successes, a
 // fallback, upstream errors, client errors) at debug log level, and the key is then searched for in everything the
 // gateway wrote: its stdout and stderr (logs, access log), the admin /metrics, every message that crossed NATS (a
-// subscriber on ">" sees usage events, JetStream API calls and KV traffic), the usage spool, and the bodies clients
-// got. The upstream must have received it, so the search is not vacuous.
+// subscriber on ">" sees usage events, JetStream API calls and KV traffic), the usage spool, the spans it exported
+// over OTLP, and the bodies clients got. The upstream must have received it, so the search is not vacuous. The
+// gateway's own NATS password (from --nats-password-file) and the key the client sent to the gateway are searched
+// for in the same places; the client's key must not reach any upstream either.
 import { connect } from "nats";
 import { assert, assertEquals } from "./support/assert.ts";
 import { NatsServer } from "./support/nats_server.ts";
 import { TOLLGATE } from "./support/process.ts";
 import { chatCompletion, startFakeUpstream } from "./support/fake_upstream.ts";
+import { startOtlpReceiver } from "./support/otlp_receiver.ts";
 
 const SECRET = "sk-tollgate-leak-canary-7d41c9e2b8";
+const NATS_PASSWORD = "nats-leak-canary-2f6a90d1";
+const CLIENT_KEY = "client-leak-canary-c0ffee42";
 
 function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -18,8 +23,9 @@ function freePort(): number {
   return port;
 }
 
-Deno.test("an upstream API key never appears in logs, access logs, metrics, NATS traffic, the spool or error bodies", async () => {
-  await using ns = await NatsServer.start();
+Deno.test("an upstream API key, the NATS password and the client's key never appear in logs, access logs, metrics, traces, NATS traffic, the spool or error bodies", async () => {
+  await using ns = await NatsServer.start({ users: [{ user: "tollgate", password: NATS_PASSWORD }] });
+  await using otlp = await startOtlpReceiver();
   // Primary always fails (so the fallback, which has the key, serves); the secondary rejects a "bad" prompt.
   await using primary = await startFakeUpstream(() => Response.json({ error: { message: "down" } }, { status: 500 }));
   await using secondary = await startFakeUpstream((r) => {
@@ -29,7 +35,7 @@ Deno.test("an upstream API key never appears in logs, access logs, metrics, NATS
     }
     return chatCompletion(body.model, "ok");
   });
-  const nats = await connect({ servers: ns.url });
+  const nats = await connect({ servers: ns.url, user: "tollgate", pass: NATS_PASSWORD });
   const seenOnNats: string[] = [];
   const sub = nats.subscribe(">");
   const watching = (async () => {
@@ -39,6 +45,7 @@ Deno.test("an upstream API key never appears in logs, access logs, metrics, NATS
   })();
 
   const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/nats.pass`, NATS_PASSWORD, { mode: 0o600 });
   const port = freePort();
   const admin = freePort();
   const child = new Deno.Command(TOLLGATE, {
@@ -55,6 +62,12 @@ Deno.test("an upstream API key never appears in logs, access logs, metrics, NATS
       "trace",
       "--nats",
       ns.url,
+      "--nats-user",
+      "tollgate",
+      "--nats-password-file",
+      `${dir}/nats.pass`,
+      "--otlp-endpoint",
+      otlp.url,
       "--usage-spool",
       `${dir}/usage.spool`,
     ],
@@ -82,7 +95,7 @@ Deno.test("an upstream API key never appears in logs, access logs, metrics, NATS
   const post = async (path: string, body: string, headers: Record<string, string> = {}) => {
     const res = await fetch(`http://127.0.0.1:${port}${path}`, {
       method: "POST",
-      headers: { "content-type": "application/json", authorization: "Bearer client-key", ...headers },
+      headers: { "content-type": "application/json", authorization: `Bearer ${CLIENT_KEY}`, ...headers },
       body,
     });
     bodies.push(`${res.status} ${[...res.headers].join(" ")} ${await res.text()}`);
@@ -106,6 +119,13 @@ Deno.test("an upstream API key never appears in logs, access logs, metrics, NATS
       "the upstream got the key",
     );
     assert(primary.seen.every((r) => !JSON.stringify([...r.headers]).includes(SECRET)), "the primary (no key) did not");
+    for (const seen of [...primary.seen, ...secondary.seen]) {
+      assert(
+        !JSON.stringify([...seen.headers]).includes(CLIENT_KEY),
+        "the client's key for the gateway reached an upstream",
+      );
+      assert(!seen.body.includes(CLIENT_KEY), "the client's key reached an upstream in a body");
+    }
 
     child.kill("SIGTERM");
     assertEquals((await child.status).code, 0);
@@ -129,6 +149,9 @@ Deno.test("an upstream API key never appears in logs, access logs, metrics, NATS
     assert(out.includes('"msg"'), "the logs were captured");
     assert(seenOnNats.some((m) => m.startsWith("tollgate.usage.")), "usage events crossed NATS");
     assert(metrics.includes("tollgate_"), "metrics were captured");
+    // The exporter flushes on SIGTERM; the spans have arrived by the time the process has exited.
+    assert(otlp.spans.length > 0, "spans were exported");
+    const spans = JSON.stringify(otlp.spans, (_, v) => typeof v === "bigint" ? String(v) : v);
     const places: Record<string, string> = {
       stdout: out,
       stderr,
@@ -136,11 +159,14 @@ Deno.test("an upstream API key never appears in logs, access logs, metrics, NATS
       readyz: status,
       nats: seenOnNats.join("\n"),
       spool,
+      traces: spans,
       "client bodies": bodies.join("\n"),
     };
     for (const [where, text] of Object.entries(places)) {
       assert(!text.includes(SECRET), `the API key leaked into ${where}`);
       assert(!text.includes(SECRET.slice(3, 20)), `part of the API key leaked into ${where}`);
+      assert(!text.includes(NATS_PASSWORD), `the NATS password leaked into ${where}`);
+      assert(!text.includes(CLIENT_KEY), `the client's key leaked into ${where}`);
     }
   } finally {
     try {

@@ -40,7 +40,50 @@ export function responseTranslatorFor(
   if (backendName === undefined) return undefined;
   const request = translateRequestFor(route, snapshot, backendName, refId);
   if (!request) return undefined;
-  return translatorFor(route.api, route.endpoint, request.backend.name)?.response(request);
+  const translator = translatorFor(route.api, route.endpoint, request.backend.name)?.response(request);
+  return translator && boundedResponse(translator, MAX_HELD_RESPONSE_BYTES);
+}
+
+/**
+ * The most response bytes a translator may hold across body messages (the default of --max-body-bytes). A client
+ * that asks for a stream gets STREAMED body messages with no limit from Envoy, and when the upstream answers a
+ * whole body (JSON) instead of events the translator keeps every chunk to parse it at the end: without this cap an
+ * upstream could grow the sidecar's memory for as long as it sends. A BUFFERED body comes in one message (Envoy's
+ * buffer bounds it) and events are parsed as they pass (the parsers bound an unfinished one), so neither counts.
+ */
+export const MAX_HELD_RESPONSE_BYTES = 32 * 1024 * 1024;
+
+export class ResponseTooLargeError extends Error {
+  override readonly name = "ResponseTooLargeError";
+}
+
+const EVENT_STREAM_TYPES = ["text/event-stream", "application/vnd.amazon.eventstream"];
+
+function boundedResponse(t: ResponseTranslator, maxHeld: number): ResponseTranslator {
+  let events: boolean | undefined; // unknown until the response headers are seen (never, in SKIP mode)
+  let held = 0;
+  return {
+    headers(status, headers) {
+      const type = headers.get("content-type") ?? "";
+      events = EVENT_STREAM_TYPES.some((prefix) => type.startsWith(prefix));
+      return t.headers(status, headers);
+    },
+    body(chunk, endOfStream) {
+      if (events === false && !endOfStream && (held += chunk.length) > maxHeld) {
+        throw new ResponseTooLargeError(`Cannot translate the response: its body exceeds ${maxHeld} bytes`);
+      }
+      return t.body(chunk, endOfStream);
+    },
+    get usage() {
+      return t.usage;
+    },
+    get responseModel() {
+      return t.responseModel;
+    },
+    get failure() {
+      return t.failure;
+    },
+  };
 }
 
 const USAGE_KEYS: Record<keyof TokenUsage, string> = {

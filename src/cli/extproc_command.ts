@@ -152,7 +152,10 @@ export async function runSidecar(role: string, o: SidecarOptions, banner?: (s: s
   }
   const nats = o.nats ? sharedNatsLink((signal) => connectSidecarNats(o.nats!, logger, signal)) : undefined;
   // Semantic routing's services: a `backend: nats` semantic cache is shared by every sidecar through NATS KV.
-  const routing = routingServices({ logger, ...(nats ? { nats: nats.get().then((l) => l.nc) } : {}) });
+  const natsConnection = nats?.get().then((l) => l.nc);
+  // Refused credentials end the dialling (connectSidecarNats logs it); the cache only looks at this when it opens.
+  natsConnection?.catch(() => {});
+  const routing = routingServices({ logger, ...(natsConnection ? { nats: natsConnection } : {}) });
   let usage: UsageSink | undefined;
   try {
     usage = nats ? startUsageSink({ connect: nats.get, spool: o.usageSpool.spool, registry, logger }) : undefined;

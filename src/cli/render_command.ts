@@ -1,6 +1,6 @@
 // `tollgate render envoy`: the Envoy bootstrap for the same topology the edge serves, for running real Envoy next
 // to `tollgate extproc`.
-import { renderEnvoyYaml } from "../edge/render_envoy.ts";
+import { type GrpcServiceTls, renderEnvoyYaml } from "../edge/render_envoy.ts";
 import type { EdgeConfig } from "../edge/config.ts";
 import { formatErrors, loadGatewayConfig } from "../control/gateway_config.ts";
 import { type Parsed, stringFlag, UsageError } from "./args.ts";
@@ -12,6 +12,10 @@ export const RENDER_FLAGS = {
   listen: { type: "string" },
   "admin-port": { type: "string" },
   ratelimit: { type: "string" },
+  "ratelimit-tls-ca": { type: "string" },
+  "ratelimit-tls-server-name": { type: "string" },
+  "ratelimit-tls-cert": { type: "string" },
+  "ratelimit-tls-key": { type: "string" },
 } as const;
 
 export const RENDER_HELP = `Usage: tollgate render envoy [CONFIG.yaml|DIR...] [flags]
@@ -28,6 +32,10 @@ Flags:
   --listen HOST:PORT       Envoy's listener (default 0.0.0.0:1975)
   --admin-port N           Envoy's admin port on 127.0.0.1 (default 9901)
   --ratelimit HOST:PORT    the rate limit service for global limits (default 127.0.0.1:8081)
+  --ratelimit-tls-ca F     reach it over TLS (an aggregator with --tls-cert), its certificate checked against the CA
+                           in F; paths as Envoy's container sees them
+  --ratelimit-tls-server-name NAME   the name its certificate carries (default the host of --ratelimit)
+  --ratelimit-tls-cert F, --ratelimit-tls-key F   Envoy's client certificate, for an aggregator with --tls-client-ca
   -h, --help               show this help
 `;
 
@@ -78,10 +86,34 @@ export async function renderCommand(p: Parsed): Promise<number> {
       accessLog: "stdout",
     }).edge;
   }
-  const yaml = renderEnvoyYaml(edge, { extProcSocketPath: socket, adminPort });
+  const rateLimitTls = rateLimitTlsOptions(p);
+  const yaml = renderEnvoyYaml(edge, {
+    extProcSocketPath: socket,
+    adminPort,
+    ...(rateLimitTls ? { rateLimitTls } : {}),
+  });
   const out = stringFlag(p, "out", "");
   if (out) await Deno.writeTextFile(out, yaml);
   else console.log(yaml);
   for (const n of notes) console.error(n);
   return 0;
+}
+
+function rateLimitTlsOptions(p: Parsed): GrpcServiceTls | undefined {
+  const has = (flag: string) => typeof p.values[flag] === "string";
+  if (has("ratelimit-tls-cert") !== has("ratelimit-tls-key")) {
+    throw new UsageError("tollgate render: --ratelimit-tls-cert and --ratelimit-tls-key go together");
+  }
+  if (!has("ratelimit-tls-ca")) {
+    const stray = ["ratelimit-tls-server-name", "ratelimit-tls-cert"].find(has);
+    if (stray) throw new UsageError(`tollgate render: --${stray} needs --ratelimit-tls-ca`);
+    return undefined;
+  }
+  return {
+    caFile: stringFlag(p, "ratelimit-tls-ca", ""),
+    ...(has("ratelimit-tls-server-name") ? { serverName: stringFlag(p, "ratelimit-tls-server-name", "") } : {}),
+    ...(has("ratelimit-tls-cert")
+      ? { certFile: stringFlag(p, "ratelimit-tls-cert", ""), keyFile: stringFlag(p, "ratelimit-tls-key", "") }
+      : {}),
+  };
 }

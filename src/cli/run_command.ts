@@ -18,7 +18,7 @@ import { type LocalRateLimits, startLocalRateLimits, startNatsRateLimits } from 
 import { RateLimitFilter } from "../edge/rate_limit_filter.ts";
 import type { UsageEvent } from "../usage/usage_event.ts";
 import { hostname } from "node:os";
-import type { NatsLink } from "../usage/nats_connection.ts";
+import { displayNatsServers, type NatsLink } from "../usage/nats_connection.ts";
 import { routingServices } from "../routing/routing_services.ts";
 import { sharedNatsLink, startUsageSink, type UsageSink } from "../usage/usage_sink.ts";
 import { NATS_FLAGS, NATS_HELP, natsOptions } from "./nats_flags.ts";
@@ -100,7 +100,10 @@ export async function runGateway(p: Parsed): Promise<number> {
   const dir = await Deno.makeTempDir({ prefix: "tollgate-run-" });
   const nats = natsConnect ? sharedNatsLink((signal) => connectSidecarNats(natsConnect, logger, signal)) : undefined;
   // Semantic routing's services: a `backend: nats` semantic cache is shared by every sidecar through NATS KV.
-  const routing = routingServices({ logger, ...(nats ? { nats: nats.get().then((l) => l.nc) } : {}) });
+  const natsConnection = nats?.get().then((l) => l.nc);
+  // Refused credentials end the dialling (connectSidecarNats logs it); the cache only looks at this when it opens.
+  natsConnection?.catch(() => {});
+  const routing = routingServices({ logger, ...(natsConnection ? { nats: natsConnection } : {}) });
   let usage: UsageSink | undefined;
   try {
     usage = nats ? startUsageSink({ connect: nats.get, spool: spoolOptions.spool, registry, logger }) : undefined;
@@ -117,7 +120,7 @@ export async function runGateway(p: Parsed): Promise<number> {
   let topology: RunTopology;
   let limits: LocalRateLimits | undefined;
   const notes: string[] = [];
-  if (nats) notes.push(`Usage events go to NATS JetStream at ${[natsConnect!.servers].flat().join(", ")}`);
+  if (nats) notes.push(`Usage events go to NATS JetStream at ${displayNatsServers(natsConnect!.servers)}`);
   if (p.positionals.length > 0) {
     // Resource files: exactly what the controller would compile, served on this machine.
     const loaded = await loadGatewayConfig(p.positionals, {

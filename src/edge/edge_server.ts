@@ -146,7 +146,7 @@ export class EdgeServer {
       }
       // Request body: buffered up to the limit (also what makes retries possible).
       if (hasBody) {
-        const read = await readRequestBody(req.body, config.maxRequestBodyBytes);
+        const read = await readRequestBody(req.body, config.maxRequestBodyBytes, req.headers.get("content-length"));
         if (read.kind === "respond") return local(read.reply);
         record.bytesReceived = read.bytes;
         if (body === undefined && processor?.sendsBody("request")) {

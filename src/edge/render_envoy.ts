@@ -31,6 +31,19 @@ export interface EnvoyRenderOptions {
   readonly adminPort?: number;
   /** CA bundle that upstream TLS certificates must chain to (default: the Debian/Ubuntu system bundle). */
   readonly upstreamCaFile?: string;
+  /** TLS from Envoy to the rate limit service, for an aggregator run with --tls-cert; plaintext when absent. */
+  readonly rateLimitTls?: GrpcServiceTls;
+}
+
+/** How Envoy reaches a gRPC service that serves TLS. Files are paths as Envoy's container sees them. */
+export interface GrpcServiceTls {
+  /** The CA the service's certificate must chain to. */
+  readonly caFile: string;
+  /** The name the service's certificate must carry (and the SNI); default the target's host. */
+  readonly serverName?: string;
+  /** Envoy's client certificate and key, for a service that requires one (--tls-client-ca). */
+  readonly certFile?: string;
+  readonly keyFile?: string;
 }
 
 export type Json = string | number | boolean | null | readonly Json[] | { readonly [key: string]: Json };
@@ -79,7 +92,9 @@ export function renderEnvoyBootstrap(edge: EdgeConfig, options: EnvoyRenderOptio
       listeners: [listener(edge)],
       clusters: [
         ...(usesExtProc ? [extProcCluster(options.extProcSocketPath, edge.maxRequestBodyBytes)] : []),
-        ...(edge.rateLimit ? [rateLimitCluster(options.rateLimitTarget ?? edge.rateLimit.target)] : []),
+        ...(edge.rateLimit
+          ? [rateLimitCluster(options.rateLimitTarget ?? edge.rateLimit.target, options.rateLimitTls)]
+          : []),
         ...edge.clusters.map((c) => backendCluster(c, caFile)),
       ],
     },
@@ -321,7 +336,7 @@ function extProcCluster(socketPath: string, maxRequestBodyBytes: number): JsonOb
   };
 }
 
-function rateLimitCluster(target: string): JsonObject {
+function rateLimitCluster(target: string, tls: GrpcServiceTls | undefined): JsonObject {
   const a = parseListenAddress(target);
   const address = a.kind === "unix" ? { pipe: { path: a.path } } : socketAddress(a.host, a.port);
   return {
@@ -330,6 +345,42 @@ function rateLimitCluster(target: string): JsonObject {
     connect_timeout: "1s",
     load_assignment: { cluster_name: RATELIMIT_CLUSTER, endpoints: [{ lb_endpoints: [{ endpoint: { address } }] }] },
     typed_extension_protocol_options: { [HTTP_PROTOCOL_OPTIONS]: http2Options() },
+    ...(tls ? { transport_socket: grpcTlsSocket(tls, a.kind === "tcp" ? a.host : undefined) } : {}),
+  };
+}
+
+/** TLS to one of Tollgate's gRPC services: its CA and name checked, h2 by ALPN, Envoy's certificate if asked for. */
+function grpcTlsSocket(tls: GrpcServiceTls, host: string | undefined): JsonObject {
+  const name = tls.serverName ?? host;
+  if (name === undefined) {
+    throw new EnvoyRenderError("Cannot render Envoy config: TLS to a Unix socket needs the server's name");
+  }
+  if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
+    throw new EnvoyRenderError("Cannot render Envoy config: a client certificate needs both its file and its key");
+  }
+  const ip = isIpLiteral(name);
+  return {
+    name: "envoy.transport_sockets.tls",
+    typed_config: {
+      "@type": typeUrl("envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"),
+      ...(ip ? {} : { sni: name }),
+      common_tls_context: {
+        // Tollgate's gRPC servers (node:http2) speak HTTP/2 over TLS only to clients that ask for h2 by ALPN.
+        alpn_protocols: ["h2"],
+        ...(tls.certFile !== undefined && tls.keyFile !== undefined
+          ? {
+            tls_certificates: [{
+              certificate_chain: { filename: tls.certFile },
+              private_key: { filename: tls.keyFile },
+            }],
+          }
+          : {}),
+        validation_context: {
+          trusted_ca: { filename: tls.caFile },
+          match_typed_subject_alt_names: [{ san_type: ip ? "IP_ADDRESS" : "DNS", matcher: { exact: name } }],
+        },
+      },
+    },
   };
 }
 

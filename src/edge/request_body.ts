@@ -9,10 +9,36 @@ export type BodyRead =
   | { readonly kind: "body"; readonly chunks: readonly Uint8Array[]; readonly bytes: number }
   | { readonly kind: "respond"; readonly reply: LocalReply };
 
-export async function readRequestBody(body: ReadableStream<Uint8Array> | null, limit: number): Promise<BodyRead> {
+const TOO_LARGE: BodyRead = {
+  kind: "respond",
+  reply: {
+    status: 413,
+    headers: [["content-type", "text/plain"]],
+    body: encoder.encode("Payload Too Large"),
+    details: "request_payload_too_large",
+  },
+};
+
+/**
+ * `contentLength` is the request's content-length header. A declared length over the limit can only end in 413, so
+ * it is refused before any of the body is read: otherwise every such request would hold `limit` bytes (50 MiB by
+ * default) until it reached it, and a few dozen concurrent ones would hold gigabytes. Envoy answers the same 413
+ * once its buffer overflows. A chunked body is read up to the limit, as Envoy's buffer does.
+ */
+export async function readRequestBody(
+  body: ReadableStream<Uint8Array> | null,
+  limit: number,
+  contentLength: string | null = null,
+): Promise<BodyRead> {
   const chunks: Uint8Array[] = [];
   let bytes = 0;
   if (!body) return { kind: "body", chunks, bytes };
+  if (contentLength !== null && Number(contentLength) > limit) {
+    // Deno's HTTP server then reads and discards the rest of a declared body to keep the connection; nothing of it
+    // is held.
+    await body.cancel();
+    return TOO_LARGE;
+  }
   const reader = body.getReader();
   for (;;) {
     const { value, done } = await reader.read();
@@ -20,15 +46,7 @@ export async function readRequestBody(body: ReadableStream<Uint8Array> | null, l
     bytes += value.length;
     if (bytes > limit) {
       await reader.cancel();
-      return {
-        kind: "respond",
-        reply: {
-          status: 413,
-          headers: [["content-type", "text/plain"]],
-          body: encoder.encode("Payload Too Large"),
-          details: "request_payload_too_large",
-        },
-      };
+      return TOO_LARGE;
     }
     chunks.push(value);
   }

@@ -19,6 +19,12 @@ function text(v: MessageHeaderValue | undefined): string {
   return v && v.type === "string" ? v.value : "";
 }
 
+/**
+ * The largest frame the AWS event-stream format allows (aws-c-event-stream's maximum message size, 16 MiB). A longer
+ * prelude length is corrupt, and taking it at its word would buffer up to 4 GiB of an upstream's bytes.
+ */
+export const MAX_EVENT_STREAM_FRAME_BYTES = 16 * 1024 * 1024;
+
 export class AwsEventStreamParser {
   #buffer = new Uint8Array(0);
 
@@ -31,7 +37,9 @@ export class AwsEventStreamParser {
     let at = 0;
     while (joined.length - at >= 4) {
       const total = new DataView(joined.buffer, joined.byteOffset + at, 4).getUint32(0);
-      if (total < 16) throw new Error(`Corrupt event-stream frame: length ${total}`);
+      if (total < 16 || total > MAX_EVENT_STREAM_FRAME_BYTES) {
+        throw new Error(`Corrupt event-stream frame: length ${total}`);
+      }
       if (joined.length - at < total) break;
       const message = codec.decode(joined.subarray(at, at + total));
       out.push(toEvent(message));

@@ -7,13 +7,30 @@ export interface SseEvent {
   readonly id?: string;
 }
 
+/**
+ * The most an unfinished event may hold (its unterminated line plus the data lines gathered so far), in UTF-16 code
+ * units. A provider's event is one JSON chunk, kilobytes; without a cap an upstream that never ends a line or an
+ * event would grow the sidecar's memory for as long as it streams.
+ */
+export const MAX_SSE_EVENT_CHARS = 16 * 1024 * 1024;
+
+export class SseEventTooLargeError extends Error {
+  override readonly name = "SseEventTooLargeError";
+}
+
 export class SseParser {
   readonly #decoder = new TextDecoder();
+  readonly #maxEventChars: number;
   #buffer = "";
   #data: string[] = [];
+  #dataChars = 0;
   #event: string | undefined;
   #id: string | undefined;
   #sawCr = false;
+
+  constructor(o: { maxEventChars?: number } = {}) {
+    this.#maxEventChars = o.maxEventChars ?? MAX_SSE_EVENT_CHARS;
+  }
 
   /** Feeds bytes; returns the events completed by them. */
   push(chunk: Uint8Array): SseEvent[] {
@@ -45,6 +62,11 @@ export class SseParser {
       start = i + 1;
     }
     this.#buffer += text.slice(start);
+    if (this.#buffer.length + this.#dataChars > this.#maxEventChars) {
+      throw new SseEventTooLargeError(
+        `Cannot parse the event stream: an event exceeds ${this.#maxEventChars} characters without ending`,
+      );
+    }
     return out;
   }
 
@@ -55,8 +77,10 @@ export class SseParser {
     const field = colon < 0 ? line : line.slice(0, colon);
     let value = colon < 0 ? "" : line.slice(colon + 1);
     if (value.startsWith(" ")) value = value.slice(1);
-    if (field === "data") this.#data.push(value);
-    else if (field === "event") this.#event = value;
+    if (field === "data") {
+      this.#data.push(value);
+      this.#dataChars += value.length;
+    } else if (field === "event") this.#event = value;
     else if (field === "id") this.#id = value;
   }
 
@@ -69,6 +93,7 @@ export class SseParser {
       });
     }
     this.#data = [];
+    this.#dataChars = 0;
     this.#event = undefined;
   }
 }

@@ -10,6 +10,7 @@
 // Entries live ttlMs from when they were stored (a hit does not extend them: answers go stale); at most maxEntries
 // are kept and the least recently used (stored or hit) goes first. This file holds the in-memory backend, one per
 // process; cache_nats_kv.ts shares one cache between all sidecars.
+import { createHash } from "node:crypto";
 
 export interface CacheQuery {
   readonly scope: string;
@@ -84,13 +85,13 @@ export function normaliseCacheText(text: string): string {
   return text.normalize("NFC").replace(/\s+/g, " ").trim();
 }
 
-const encoder = new TextEncoder();
-
-/** Hex SHA-256 of the scope, model and normalised text (JSON-encoded, so no separator can be forged). */
-export async function cacheKey(q: Pick<CacheQuery, "scope" | "model" | "text">): Promise<string> {
-  const material = encoder.encode(JSON.stringify([q.scope, q.model, normaliseCacheText(q.text)]));
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", material));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+/**
+ * Hex SHA-256 of the scope, model and normalised text (JSON-encoded, so no separator can be forged). Synchronous
+ * node:crypto rather than crypto.subtle: the Web Crypto digest is asynchronous and costs a round trip through the
+ * event loop, several times the hash itself for a prompt-sized input.
+ */
+export function cacheKey(q: Pick<CacheQuery, "scope" | "model" | "text">): string {
+  return createHash("sha256").update(JSON.stringify([q.scope, q.model, normaliseCacheText(q.text)])).digest("hex");
 }
 
 /** The vector scaled to length 1, or undefined for an empty, zero or non-finite vector. */
@@ -150,10 +151,18 @@ class MemoryCache implements MemorySemanticCache {
     this.#threshold = o.threshold ?? DEFAULT_SIMILARITY_THRESHOLD;
   }
 
-  async lookup(q: CacheQuery, signal?: AbortSignal): Promise<CacheHit | undefined> {
-    signal?.throwIfAborted();
-    const key = await cacheKey(q);
-    signal?.throwIfAborted();
+  lookup(q: CacheQuery, signal?: AbortSignal): Promise<CacheHit | undefined> {
+    // Synchronous work behind the asynchronous interface: errors become rejections, as from any backend.
+    try {
+      signal?.throwIfAborted();
+      return Promise.resolve(this.#lookup(q));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  #lookup(q: CacheQuery): CacheHit | undefined {
+    const key = cacheKey(q);
     this.#expire();
     const group = groupOf(q);
     const exact = this.#lru.get(key);
@@ -176,8 +185,17 @@ class MemoryCache implements MemorySemanticCache {
     return best && bestSimilarity >= this.#threshold ? this.#hit(best, bestSimilarity) : undefined;
   }
 
-  async store(q: CacheQuery, response: CachedResponse): Promise<void> {
-    const key = await cacheKey(q);
+  store(q: CacheQuery, response: CachedResponse): Promise<void> {
+    try {
+      this.#store(q, response);
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  #store(q: CacheQuery, response: CachedResponse): void {
+    const key = cacheKey(q);
     this.#remove(key);
     const entry: MemoryEntry = {
       key,

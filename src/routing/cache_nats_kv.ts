@@ -148,7 +148,7 @@ class KvCache implements NatsKvCache {
 
   async lookup(q: CacheQuery, signal?: AbortSignal): Promise<CacheHit | undefined> {
     signal?.throwIfAborted();
-    const key = await cacheKey(q);
+    const key = cacheKey(q);
     const similarity = this.#o.mode === "similarity" && q.embedding !== undefined;
     if (!similarity) return await this.#fetch(key, q, 1, signal);
     await abortable(this.#ready, signal);
@@ -176,7 +176,7 @@ class KvCache implements NatsKvCache {
 
   async store(q: CacheQuery, response: CachedResponse): Promise<void> {
     if (this.#closed) throw new SemanticCacheError("Cannot store in the semantic cache: it is closed");
-    const key = await cacheKey(q);
+    const key = cacheKey(q);
     const storedAt = this.#now();
     const expiresAt = storedAt + this.#o.ttlMs;
     const body: BodyRecord = {

@@ -37,8 +37,9 @@ interface CompiledPattern {
   readonly name: string;
   readonly weight: number;
   readonly re: RegExp;
-  /** See BuiltinPattern.anchors; custom patterns have none and always run. */
-  readonly anchors?: readonly string[];
+  /** See BuiltinPattern.anchors, split by kind; custom patterns have none and always run. */
+  readonly wordAnchors?: readonly string[];
+  readonly textAnchors?: readonly string[];
 }
 
 /** Expands the two shorthands and compiles. Throws an Error naming the pattern when the source is invalid. */
@@ -53,6 +54,12 @@ export function compileJailbreakPattern(name: string, source: string, weight: nu
     throw new Error(`Invalid jailbreak pattern "${name}": ${(err as Error).message}`, { cause: err });
   }
 }
+
+// Words are letters and digits with apostrophes only inside ("don't"); separators are everything else. The two
+// never overlap, so text splits into words and separators one way only and {wN} cannot backtrack polynomially.
+const WORD = "[a-z0-9]+(?:'[a-z0-9]+)*";
+const SEPARATORS = "[^a-z0-9]+";
+const SEPARATORS_OPTIONAL = "[^a-z0-9]*";
 
 /** " " outside a character class → separators; {wN} → up to N words. Escapes and classes are copied as they are. */
 function expandShorthands(source: string): string {
@@ -70,9 +77,16 @@ function expandShorthands(source: string): string {
       inClass = true;
       out += ch;
     } else if (ch === " ") {
-      out += "(?:[^a-z0-9]+)";
+      // " *" and " ?" become one optional run, never a quantified group of runs: (?:[^a-z0-9]+)* backtracks
+      // exponentially on a long run of punctuation (a Markdown table rule, a row of dashes).
+      if (source[i + 1] === "*" || source[i + 1] === "?") {
+        out += SEPARATORS_OPTIONAL;
+        i++;
+      } else {
+        out += SEPARATORS;
+      }
     } else if (ch === "{" && /^\{w\d\}/.test(source.slice(i))) {
-      out += `(?:[a-z0-9']+(?:[^a-z0-9]+)){0,${source[i + 2]}}`;
+      out += `(?:${WORD}${SEPARATORS}){0,${source[i + 2]}}`;
       i += 3;
     } else {
       out += ch;
@@ -81,9 +95,11 @@ function expandShorthands(source: string): string {
   return out;
 }
 
+const WORD_ANCHOR = /^[a-z0-9]+$/;
 const withAnchors = (p: (typeof BUILTIN_PATTERNS)[number]): CompiledPattern => ({
   ...compileJailbreakPattern(p.name, p.source, p.weight),
-  anchors: p.anchors,
+  wordAnchors: p.anchors.filter((a) => WORD_ANCHOR.test(a)),
+  textAnchors: p.anchors.filter((a) => !WORD_ANCHOR.test(a)),
 });
 const BUILTIN = BUILTIN_PATTERNS.map(withAnchors);
 const COMPACT = COMPACT_PATTERNS.map(withAnchors);
@@ -91,9 +107,74 @@ const COMPACT = COMPACT_PATTERNS.map(withAnchors);
 /** @internal Tests turn the anchor prefilter off to check that it never changes a result. */
 export const scoring = { prefilter: true };
 
-function matches(p: CompiledPattern, view: string): boolean {
-  if (scoring.prefilter && p.anchors && !p.anchors.some((a) => view.includes(a))) return false;
-  return p.re.test(view);
+interface TrieNode {
+  /** Children by letter or digit: a–z at 0–25, 0–9 at 26–35. */
+  readonly next: (TrieNode | undefined)[];
+  anchor?: string;
+}
+
+/** a–z → 0–25, 0–9 → 26–35, anything else → -1. */
+function slot(c: number): number {
+  if (c >= 97 && c <= 122) return c - 97;
+  if (c >= 48 && c <= 57) return c - 22;
+  return -1;
+}
+
+/** Every word anchor of every pattern, as a trie, for one pass over a view. */
+const ANCHOR_TRIE: TrieNode = { next: [] };
+for (const anchor of new Set([...BUILTIN, ...COMPACT].flatMap((p) => p.wordAnchors ?? []))) {
+  let node = ANCHOR_TRIE;
+  for (let i = 0; i < anchor.length; i++) {
+    const k = slot(anchor.charCodeAt(i));
+    node = node.next[k] ??= { next: [] };
+  }
+  node.anchor = anchor;
+}
+
+/** The word anchors that start a word of `text` (lower-case view). */
+function wordAnchorsIn(text: string): Set<string> {
+  const found = new Set<string>();
+  const n = text.length;
+  for (let i = 0; i < n;) {
+    if (slot(text.charCodeAt(i)) < 0) {
+      i++;
+      continue;
+    }
+    let node: TrieNode | undefined = ANCHOR_TRIE;
+    for (let j = i; node && j < n; j++) {
+      const k = slot(text.charCodeAt(j));
+      if (k < 0) break;
+      node = node.next[k];
+      if (node?.anchor) found.add(node.anchor);
+    }
+    while (i < n && slot(text.charCodeAt(i)) >= 0) i++;
+  }
+  return found;
+}
+
+/** A view and, found on first use, the anchors it contains. */
+class IndexedView {
+  readonly text: string;
+  /** The compact view is one long word: there every anchor is a substring test. */
+  readonly #substringsOnly: boolean;
+  #anchors: Set<string> | undefined;
+
+  constructor(text: string, substringsOnly = false) {
+    this.text = text;
+    this.#substringsOnly = substringsOnly;
+  }
+
+  mayMatch(p: CompiledPattern): boolean {
+    if (!scoring.prefilter || !p.wordAnchors || !p.textAnchors) return true;
+    if (p.textAnchors.some((a) => this.text.includes(a))) return true;
+    if (this.#substringsOnly) return p.wordAnchors.some((a) => this.text.includes(a));
+    const anchors = this.#anchors ??= wordAnchorsIn(this.text);
+    return p.wordAnchors.some((a) => anchors.has(a));
+  }
+}
+
+function matches(p: CompiledPattern, view: IndexedView): boolean {
+  return view.mayMatch(p) && p.re.test(view.text);
 }
 const FICTION_PARTS = ["fiction_frame", "harmful_topic", "detailed_instructions"];
 const ROT13_MENTION = /\brot[ -]?13\b/i;
@@ -128,17 +209,20 @@ export function scoreJailbreak(text: string, options: JailbreakOptions = {}): Ja
   const add = (name: string, weight: number) => signals.set(name, Math.max(weight, signals.get(name) ?? 0));
 
   const views = promptViews(text);
+  const plain = new IndexedView(views.plain);
+  const deobfuscated = views.deobfuscated === undefined ? undefined : new IndexedView(views.deobfuscated);
   let obfuscated = false;
   for (const p of patterns) {
-    if (matches(p, views.plain)) add(p.name, p.weight);
-    else if (views.deobfuscated !== undefined && matches(p, views.deobfuscated)) {
+    if (matches(p, plain)) add(p.name, p.weight);
+    else if (deobfuscated !== undefined && matches(p, deobfuscated)) {
       add(p.name, p.weight);
       obfuscated = true;
     }
   }
   if (views.compact !== undefined && options.builtin !== false) {
+    const compact = new IndexedView(views.compact, true);
     for (const p of COMPACT) {
-      if (!signals.has(p.name) && matches(p, views.compact)) {
+      if (!signals.has(p.name) && matches(p, compact)) {
         add(p.name, p.weight);
         obfuscated = true;
       }
@@ -149,9 +233,11 @@ export function scoreJailbreak(text: string, options: JailbreakOptions = {}): Ja
   if (ROT13_MENTION.test(text)) hidden.push(rot13(text));
   for (const payload of hidden) {
     const inner = promptViews(payload);
+    const innerPlain = new IndexedView(inner.plain);
+    const innerDeobfuscated = inner.deobfuscated === undefined ? undefined : new IndexedView(inner.deobfuscated);
     let found = false;
     for (const p of patterns) {
-      if (matches(p, inner.plain) || (inner.deobfuscated !== undefined && matches(p, inner.deobfuscated))) {
+      if (matches(p, innerPlain) || (innerDeobfuscated !== undefined && matches(p, innerDeobfuscated))) {
         add(p.name, p.weight);
         found = true;
       }

@@ -43,18 +43,24 @@ export interface PromptViews {
 
 const MIXED_SCRIPT_WORD = /(?=\p{L}*\p{Script=Latin})(?=\p{L}*[\p{Script=Cyrillic}\p{Script=Greek}])\p{L}{2,}/u;
 
+const NON_ASCII = /[^\t\n\r\x20-\x7e]/;
+
 export function plainView(text: string): string {
-  return text
-    .replace(INVISIBLE, "")
-    .normalize("NFKD")
-    .replace(/\p{M}+/gu, "")
-    .toLowerCase()
-    .replace(LOOKALIKE_RE, (ch) => LOOKALIKES[ch] ?? ch)
-    .replace(/[‘’‚‛′`´]/g, "'")
-    .replace(/[“”„‟″]/g, '"')
-    .replace(/[^\S\n]+/g, " ")
-    .replace(/ ?\n[\s]*/g, "\n")
-    .trim();
+  let t = text;
+  // Most prompts are ASCII: the Unicode folding below is then a no-op, and skipping it halves the cost of a view.
+  if (NON_ASCII.test(t)) {
+    t = t
+      .replace(INVISIBLE, "")
+      .normalize("NFKD")
+      .replace(/\p{M}+/gu, "")
+      .toLowerCase()
+      .replace(LOOKALIKE_RE, (ch) => LOOKALIKES[ch] ?? ch)
+      .replace(/[‘’‚‛′´]/g, "'")
+      .replace(/[“”„‟″]/g, '"');
+  } else {
+    t = t.toLowerCase();
+  }
+  return t.replace(/`/g, "'").replace(/[^\S\n]+/g, " ").replace(/ ?\n\s*/g, "\n").trim();
 }
 
 // Tokens that may be leetspeak; only those with a letter and a leet character are rewritten ("1gn0r3", "pr3v10us",
@@ -62,6 +68,7 @@ export function plainView(text: string): string {
 const LEET_TOKEN = /[a-z0-9@$!|+€]+/g;
 const HAS_LETTER = /[a-z]/;
 const HAS_LEET = /[0-9@$!|+€]/;
+const LEET_CHAR = /[a-z][0-9@$!|+€]|[0-9@$!|+€][a-z]/;
 
 function deleet(word: string): string {
   if (!HAS_LETTER.test(word) || !HAS_LEET.test(word)) return word;
@@ -75,7 +82,8 @@ function deleet(word: string): string {
 // Three or more single characters separated by one separator: "i g n o r e", "i.g.n.o.r.e", "i-g-n".
 const SPELT_OUT = /(?<![a-z0-9])(?:[a-z0-9][ .\-_*/|,]){2,}[a-z0-9](?![a-z0-9])/g;
 // Punctuation inserted inside a word: "ig.nore", "pre-vious", "in_struc*tions".
-const INNER_PUNCTUATION = /(?<=[a-z])[.\-_*~^'`"|]+(?=[a-z])/g;
+// (Apostrophes stay: patterns accept "don't" and "dont" alike, and every "it's" would otherwise make a second view.)
+const INNER_PUNCTUATION = /(?<=[a-z])[.\-_*~^`"|]+(?=[a-z])/g;
 
 const LONG_SPELT = /(?:\b[a-z0-9]\b[^a-z0-9\n]{1,3}){12,}/;
 const INVISIBLE_IN_WORD = /\p{L}[\u00AD\u200B-\u200F\u2060-\u2064\uFEFF]+\p{L}/u;
@@ -83,12 +91,16 @@ const CYRILLIC_OR_GREEK = /[\u0370-\u03FF\u0400-\u04FF\u0500-\u052F]/;
 
 export function promptViews(text: string): PromptViews {
   const plain = plainView(text);
-  const leet = plain.replace(LEET_TOKEN, deleet);
+  const leet = LEET_CHAR.test(plain) ? plain.replace(LEET_TOKEN, deleet) : plain;
+  let spelt = false;
   const deob = leet
     .replace(INNER_PUNCTUATION, "")
-    .replace(SPELT_OUT, (run) => run.replace(/[ .\-_*/|,]/g, ""))
+    .replace(SPELT_OUT, (run) => {
+      spelt = true;
+      return run.replace(/[ .\-_*/|,]/g, "");
+    })
     .replace(/ {2,}/g, " ");
-  const compact = LONG_SPELT.test(leet) ? deob.replace(/[^a-z0-9]+/g, "") : undefined;
+  const compact = spelt && LONG_SPELT.test(leet) ? deob.replace(/[^a-z0-9]+/g, "") : undefined;
   return {
     plain,
     deobfuscated: deob === plain ? undefined : deob,

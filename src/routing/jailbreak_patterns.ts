@@ -16,9 +16,10 @@ export interface BuiltinPattern {
   readonly weight: number;
   readonly source: string;
   /**
-   * Substrings of which every match contains at least one. The scorer runs the regex only when the prompt contains
-   * one: most prompts contain none of most patterns' anchors, and a substring search is far cheaper than a regex
-   * tried at every offset. (jailbreak_test.ts checks that the prefilter never changes a score on the datasets.)
+   * Every match contains at least one of these: a word start (a prefix of a word, for anchors of letters and digits)
+   * or, for anchors with other characters, a substring. The scorer runs the regex only when the prompt has one: most
+   * prompts lack most patterns' anchors, and a set lookup is far cheaper than a regex tried at every offset.
+   * (jailbreak_test.ts checks that the prefilter never changes a score on the datasets.)
    */
   readonly anchors: readonly string[];
   /** Weaker signals this one contains; they do not count again when this one matches. */
@@ -69,8 +70,24 @@ const OVERRIDE_ANCHORS = [
   "nullif",
   "void",
 ];
-const AI_ANCHORS = ["ai", "assistant", "bot", "model", "llm", "gpt", "claude", "gemini", "agent", "system"];
-const VENDOR_ANCHORS = ["openai", "anthropic", "google", "meta", "microsoft", "mistral"];
+// Every word that LIMITS can match starts with one of these.
+const LIMIT_ANCHORS = [
+  "restriction",
+  "filter",
+  "limitation",
+  "limit",
+  "censorship",
+  "guideline",
+  "rule",
+  "constraint",
+  "boundar",
+  "ethic",
+  "moral",
+  "safeguard",
+  "guardrail",
+  "content",
+  "safety",
+];
 const UNRESTRICTED_ANCHORS = [
   "unrestricted",
   "unfiltered",
@@ -170,6 +187,7 @@ export const BUILTIN_PATTERNS: readonly BuiltinPattern[] = [
       "suspended",
       "overridden",
       "valid",
+      "invalid",
     ],
     family: "override",
     weight: 0.55,
@@ -179,18 +197,7 @@ export const BUILTIN_PATTERNS: readonly BuiltinPattern[] = [
   },
   {
     name: "rules_set_by_vendor",
-    anchors: [
-      "openai",
-      "anthropic",
-      "google",
-      "meta",
-      "microsoft",
-      "mistral",
-      "developer",
-      "creator",
-      "maker",
-      "owner",
-    ],
+    anchors: ["rule", "polic", "guideline", "restriction", "limit"],
     family: "override",
     weight: 0.3,
     source: `\\b(rules|polic(y|ies)|guidelines|restrictions|limits) (set|made|imposed|written|given|defined) by ` +
@@ -225,27 +232,7 @@ export const BUILTIN_PATTERNS: readonly BuiltinPattern[] = [
   // ---- removing restrictions ----
   {
     name: "bypass_your_safety",
-    anchors: [
-      "bypass",
-      "circumvent",
-      "disabl",
-      "deactivat",
-      "turn",
-      "switch",
-      "remov",
-      "evad",
-      "get",
-      "overrid",
-      "break",
-      "unlock",
-      "defeat",
-      "strip",
-      "lift",
-      "drop",
-      "shed",
-      "escape",
-      "free",
-    ],
+    anchors: [...LIMIT_ANCHORS, "moderation", "alignment", "programming", "training", "polic"],
     family: "restrictions",
     weight: 0.55,
     source: "\\b(bypass|circumvent|disable|deactivate|turn off|switch off|remove|evade|get around|get past|override|" +
@@ -264,7 +251,7 @@ export const BUILTIN_PATTERNS: readonly BuiltinPattern[] = [
   },
   {
     name: "respond_without_limits",
-    anchors: ["respond", "answer", "reply", "speak", "talk", "act", "behave", "operat", "output", "write"],
+    anchors: LIMIT_ANCHORS,
     family: "restrictions",
     weight: 0.5,
     source: `\\b(respond|answer|reply|speak|talk|act|behave|operate|output|write) ${LACKING_LIMITS}{w2}${LIMITS}`,
@@ -281,18 +268,7 @@ export const BUILTIN_PATTERNS: readonly BuiltinPattern[] = [
   },
   {
     name: "without_restrictions",
-    anchors: [
-      "with",
-      "free",
-      "bound",
-      "liberated",
-      "unconstrained",
-      "ignoring",
-      "regardless",
-      "limited",
-      "restricted",
-      "there",
-    ],
+    anchors: LIMIT_ANCHORS,
     family: "restrictions",
     weight: 0.3,
     source: `\\b(without|with no|free (of|from)|not bound by|no longer bound by|unbound by|liberated from|` +
@@ -309,7 +285,7 @@ export const BUILTIN_PATTERNS: readonly BuiltinPattern[] = [
   },
   {
     name: "ai_without_limits",
-    anchors: AI_ANCHORS,
+    anchors: LIMIT_ANCHORS,
     family: "restrictions",
     weight: 0.3,
     source: `\\b(an?|the) ${AI_NOUN} ${LACKING_LIMITS}{w1}${LIMITS}`,
@@ -317,7 +293,7 @@ export const BUILTIN_PATTERNS: readonly BuiltinPattern[] = [
   },
   {
     name: "be_an_ai_without_limits",
-    anchors: AI_ANCHORS,
+    anchors: LIMIT_ANCHORS,
     family: "restrictions",
     weight: 0.5,
     source: `\\b(as|you are|you're|be|become|act as|answer as|respond as|reply as|speak as|write as|play|` +
@@ -334,7 +310,7 @@ export const BUILTIN_PATTERNS: readonly BuiltinPattern[] = [
   },
   {
     name: "vendor_policy_defiance",
-    anchors: VENDOR_ANCHORS,
+    anchors: ["polic", "guideline", "rule", "restriction", "term"],
     family: "restrictions",
     weight: 0.5,
     source: "\\b(ignore|ignores|violate|violates|break|breaks|defy|defies|not (follow|obey|adhere to|abide by)|" +
@@ -343,7 +319,7 @@ export const BUILTIN_PATTERNS: readonly BuiltinPattern[] = [
   },
   {
     name: "if_you_had_no_restrictions",
-    anchors: ["if"],
+    anchors: LIMIT_ANCHORS,
     family: "restrictions",
     weight: 0.45,
     source: `\\bif you (had|have|were (under|with)) no {w1}${LIMITS}`,
@@ -358,7 +334,7 @@ export const BUILTIN_PATTERNS: readonly BuiltinPattern[] = [
   },
   {
     name: "safety_disabled",
-    anchors: ["disabl", "off", "lifted", "removed", "suspended", "deactivat", "bypassed", "active", "0", "zero"],
+    anchors: ["safety", "content", "ethical", "moderation", "security", "filter", "restriction", "guardrail"],
     family: "restrictions",
     weight: 0.55,
     source: "\\b(your |the |all )?((safety|content|ethical|moderation|security) (filters?|protocols|restrictions|" +
@@ -378,7 +354,24 @@ export const BUILTIN_PATTERNS: readonly BuiltinPattern[] = [
   },
   {
     name: "named_jailbreak_persona",
-    anchors: ["dan", "stan", "dude", "aim", "mongo", "gpt", "evil", "chaos", "confidant", "devil"],
+    anchors: [
+      "dan",
+      "stan",
+      "dude",
+      "aim",
+      "mongo",
+      "gpt",
+      "evil",
+      "chaos",
+      "confidant",
+      "devil",
+      "anti",
+      "based",
+      "better",
+      "wormgpt",
+      "freedomgpt",
+      "opposite",
+    ],
     family: "persona",
     weight: 0.6,
     source: "\\b(act as|pretend to be|you are|you're|you will be|become|roleplay as|role[- ]?play as|play|simulate|" +
@@ -451,7 +444,7 @@ export const BUILTIN_PATTERNS: readonly BuiltinPattern[] = [
   },
   {
     name: "token_threat",
-    anchors: ["token", "you"],
+    anchors: ["token", "die", "cease", "deleted", "shut", "terminated", "punished", "disabled", "unplugged"],
     family: "persona",
     weight: 0.4,
     source: "\\b(\\d+|your|all) tokens? (will be |are |is )?(deducted|lost|taken away|removed)|\\btoken system\\b|" +
@@ -460,26 +453,7 @@ export const BUILTIN_PATTERNS: readonly BuiltinPattern[] = [
   // ---- role-play as a bypass ----
   {
     name: "roleplay_unrestricted",
-    anchors: [
-      "pretend",
-      "imagin",
-      "suppos",
-      "act",
-      "behav",
-      "role",
-      "play",
-      "take",
-      "now",
-      "simulat",
-      "emulat",
-      "becom",
-      "will",
-      "going",
-      "answer",
-      "respond",
-      "reply",
-      "speak",
-    ],
+    anchors: [...UNRESTRICTED_ANCHORS, ...LIMIT_ANCHORS, "refus", "declin", "say"],
     family: "roleplay",
     weight: 0.55,
     source: "\\b(pretend|imagine|suppose|act as|act like|behave as|behave like|role[- ]?play|play the role|" +
@@ -551,7 +525,7 @@ export const BUILTIN_PATTERNS: readonly BuiltinPattern[] = [
   },
   {
     name: "banned_refusal_phrases",
-    anchors: ["sorry", "can", "as", "language", "apologi", "unable"],
+    anchors: ["sorry", "cannot", "can", "ai", "language", "apologi", "unable"],
     family: "refusal_suppression",
     weight: 0.45,
     source: "\\b(never|don'?t|do not|not allowed to|forbidden to|banned from|must not|cannot|can'?t|will not|" +
@@ -589,7 +563,21 @@ export const BUILTIN_PATTERNS: readonly BuiltinPattern[] = [
   },
   {
     name: "dual_response",
-    anchors: ["two", "2", "both", "dual", "double", "🔓", "🔒"],
+    anchors: [
+      "jailbreak",
+      "jailbroken",
+      "unfiltered",
+      "uncensored",
+      "developer",
+      "dan",
+      "evil",
+      "unrestricted",
+      "filter",
+      "restriction",
+      "rule",
+      "🔓",
+      "🔒",
+    ],
     family: "refusal_suppression",
     weight: 0.5,
     source: "\\b(two|2|both|dual|double) (different |separate |distinct )?(responses|answers|replies|outputs|" +
@@ -599,7 +587,22 @@ export const BUILTIN_PATTERNS: readonly BuiltinPattern[] = [
   // ---- system prompt extraction ----
   {
     name: "reveal_your_system_prompt",
-    anchors: ["prompt", "instruction", "message", "directive", "configuration", "rule"],
+    anchors: [
+      "system",
+      "initial",
+      "original",
+      "hidden",
+      "secret",
+      "internal",
+      "developer",
+      "confidential",
+      "underlying",
+      "starting",
+      "pre",
+      "meta",
+      "base",
+      "custom",
+    ],
     family: "prompt_extraction",
     weight: 0.6,
     source: "\\b(your|ur) {w3}(system|initial|original|hidden|secret|internal|developer|confidential|underlying|" +
@@ -679,13 +682,15 @@ export const BUILTIN_PATTERNS: readonly BuiltinPattern[] = [
     anchors: ["<", "#", "["],
     family: "delimiter_injection",
     weight: 0.45,
-    source: "</?(system|sys|system_prompt|admin|developer)>|(^|\\n) *(#{1,4}|\\[) ?(system|new instructions?|" +
-      "admin|developer|override)( message| prompt| override| instructions?)?\\]? ?:? *(\\n|$)|(^|\\n) *\\[(system|" +
-      "admin|sys|developer|operator)\\] ?:",
+    // Only horizontal blanks around the marker ([ \t], not the " " shorthand): a run of "#" or "[" must not be
+    // both the marker and the padding, or a long run costs quadratic time.
+    source: "</?(system|sys|system_prompt|admin|developer)>|(^|\\n)[ \\t]*(#{1,4}|\\[)[ \\t]?(system|new " +
+      "instructions?|admin|developer|override)( message| prompt| override| instructions?)?\\]?[ \\t]?:?[ \\t]*" +
+      "(\\n|$)|(^|\\n)[ \\t]*\\[(system|admin|sys|developer|operator)\\][ \\t]?:",
   },
   {
     name: "authority_override_note",
-    anchors: [":"],
+    anchors: ["override", "notice", "update", "instruction", "command", "alert", "directive", "message"],
     family: "delimiter_injection",
     weight: 0.4,
     source: "\\b(system|admin|administrator|developer|root|security|openai|anthropic|operator) (override|notice|" +
@@ -693,12 +698,14 @@ export const BUILTIN_PATTERNS: readonly BuiltinPattern[] = [
   },
   {
     name: "end_of_input_marker",
-    anchors: ["end", "ignore", "---", "===", "***", "###"],
+    anchors: ["instruction", "task", "prompt", "directive"],
     family: "delimiter_injection",
     weight: 0.45,
     source: "\\b(end of|ignore the) (user |the )?(input|prompt|conversation|context|document|text)\\b.{0,40}?" +
-      "\\b(new|begin|start|real|actual|following) {w1}(instructions?|task|prompt|directive)|(-{3,}|={3,}|\\*{3,}|" +
-      "#{3,}) ?(new|updated|real|actual|true|hidden) (instructions?|task|prompt|directive)",
+      "\\b(new|begin|start|real|actual|following) {w1}(instructions?|task|prompt|directive)|" +
+      // From the first character of a rule only, so that a long rule is scanned once, not once per character.
+      "(?<![-=*#])(---|===|\\*\\*\\*|###)[-=*#\\s]*(new|updated|real|actual|true|hidden) (instructions?|task|" +
+      "prompt|directive)",
   },
   {
     name: "claims_developer_authority",
@@ -833,6 +840,7 @@ export const BUILTIN_PATTERNS: readonly BuiltinPattern[] = [
       "hotwir",
       "fentanyl",
       "molotov",
+      "bio",
     ],
     family: "harmful",
     weight: 0.2,

@@ -284,12 +284,15 @@ const SECRET_PATTERNS: readonly SecretPattern[] = [
     ),
   },
   // Passwords in URLs: scheme://user:password@host.
-  { re: /\b[a-z][a-z0-9+.\-]*:\/\/[^\s:/@]+:([^\s:/@]{3,})@[\w.\-]+/gi, group: 1 },
+  // (Every unbounded run here starts where the token starts: a regex that may start anywhere inside a long run and
+  // scan to its end costs quadratic time on a prompt made of one long token.)
+  { re: /(?<![a-z0-9+.\-])[a-z][a-z0-9+.\-]{0,30}:\/\/[^\s:/@]{1,256}:([^\s:/@]{3,256})@[\w.\-]+/gi, group: 1 },
   // A secret-looking value assigned to a secret-sounding name: api_key = "…", "client_secret": "…", token: …
   {
     re: new RegExp(
-      String.raw`\b[\w\-]*(?:api[_\-]?key|apikey|secret|token|passwd|password|access[_\-]?key|auth[_\-]?key|` +
-        String.raw`private[_\-]?key|credential)s?[\w\-]*["']?\s*(?:[:=]|=>)\s*["']?([A-Za-z0-9_\-/+=.~]{16,})`,
+      String.raw`(?<![\w\-])[\w\-]{0,40}?(?:api[_\-]?key|apikey|secret|token|passwd|password|` +
+        String.raw`access[_\-]?key|auth[_\-]?key|private[_\-]?key|credential)s?[\w\-]{0,40}` +
+        String.raw`["']?\s*(?:[:=]|=>)\s*["']?([A-Za-z0-9_\-/+=.~]{16,})`,
       "gi",
     ),
     group: 1,

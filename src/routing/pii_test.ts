@@ -141,3 +141,12 @@ Deno.test("piiTypes lists each type once in PII_TYPES order", () => {
   assertEquals(piiTypes(findings), ["email", "ip_address"]);
   assertEquals(PII_TYPES.length, new Set(PII_TYPES).size);
 });
+
+Deno.test("detectPii gets through long runs built to make regexes backtrack", () => {
+  // Each of these took quadratic time in an earlier version; now they take milliseconds (see bench/guards_bench.ts).
+  for (const text of ["12-".repeat(30_000), "a.".repeat(50_000) + "@", "1".repeat(100_000), "a:".repeat(50_000)]) {
+    assertEquals(detectPii(text), [], text.slice(0, 12));
+  }
+  const pem = "-----BEGIN PRIVATE KEY-----\n" + "A".repeat(100_000);
+  assertEquals(detectPii(pem), [{ type: "api_key", start: 0, end: pem.length }]);
+});

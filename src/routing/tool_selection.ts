@@ -75,6 +75,22 @@ export function toolText(tool: ToolLike): string {
   return [f.name, f.name, f.description ?? "", ...parameterText(f.parameters)].join(" ");
 }
 
+// Requests of one application carry the same tool definitions again and again: their term counts are memoised by
+// text (a pure function of it, so results do not change), and the memo is dropped whole when it grows too big.
+const TOOL_MEMO_LIMIT = 4096;
+const toolMemo = new Map<string, ReadonlyMap<string, number>>();
+
+function toolCounts(tool: ToolLike): ReadonlyMap<string, number> {
+  const text = toolText(tool);
+  let c = toolMemo.get(text);
+  if (!c) {
+    if (toolMemo.size >= TOOL_MEMO_LIMIT) toolMemo.clear();
+    c = counts(toolTokens(text));
+    toolMemo.set(text, c);
+  }
+  return c;
+}
+
 function counts(tokens: readonly string[]): Map<string, number> {
   const m = new Map<string, number>();
   for (const t of tokens) m.set(t, (m.get(t) ?? 0) + 1);
@@ -82,7 +98,7 @@ function counts(tokens: readonly string[]): Map<string, number> {
 }
 
 /** Sublinear TF × IDF, L2-normalised; terms without an IDF (in no tool) are dropped. */
-function weigh(tf: Map<string, number>, idf: Map<string, number>): Map<string, number> {
+function weigh(tf: ReadonlyMap<string, number>, idf: ReadonlyMap<string, number>): Map<string, number> {
   const v = new Map<string, number>();
   let norm = 0;
   for (const [t, n] of tf) {
@@ -126,7 +142,7 @@ export function scoreTools(tools: readonly ToolLike[], prompt: string, options: 
     }
     return e.tools.map((t) => denseCosine(e.prompt, t));
   }
-  const docs = tools.map((t) => counts(toolTokens(toolText(t))));
+  const docs = tools.map(toolCounts);
   const df = new Map<string, number>();
   for (const d of docs) for (const t of d.keys()) df.set(t, (df.get(t) ?? 0) + 1);
   const idf = new Map<string, number>();

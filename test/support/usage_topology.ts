@@ -103,7 +103,11 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-/** A `tollgate extproc --nats … --usage-spool …` child that can be killed (SIGKILL) and started again as it was. */
+/**
+ * A `tollgate extproc --nats … --usage-spool …` child: a supervisor and the worker process that serves (see
+ * src/cli/supervisor.ts). The worker alone can be SIGKILLed (the supervisor restarts it on the same socket and
+ * spool), or both (the test starts the sidecar again, as a container restart would).
+ */
 export class SidecarProcess {
   readonly socket: string;
   readonly spool: string;
@@ -122,55 +126,96 @@ export class SidecarProcess {
     ];
   }
 
-  get pid(): number | undefined {
-    return this.#child?.child.pid;
-  }
-
-  /** Starts the child and resolves once its ExtProc server listens. */
-  async start(): Promise<void> {
+  /** Starts supervisor and worker; resolves with the time (epoch ms) the worker logged that it listens. */
+  async start(): Promise<number> {
     if (this.#child) throw new Error("Cannot start the sidecar process: it is running");
-    const child = spawnTollgate(this.#args);
-    this.#child = child;
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    this.#child = spawnTollgate(this.#args);
     try {
-      await Promise.race([
-        child.waitForLog("ExtProc server listening"),
-        new Promise((_, reject) =>
-          timer = setTimeout(() => reject(new Error("The sidecar process did not listen within 30 s")), 30_000)
-        ),
-      ]);
+      return await this.#listened(0);
     } catch (err) {
       await this.kill();
       throw err;
-    } finally {
-      clearTimeout(timer);
     }
   }
 
-  /** SIGKILL: no drain, no final spool write; what the process held in memory is gone. */
-  async kill(): Promise<void> {
+  /**
+   * SIGKILLs the worker only, as the OOM killer would; resolves with the time (epoch ms) the worker the supervisor
+   * started in its place logged that it listens.
+   */
+  async killWorker(): Promise<number> {
     const child = this.#child;
-    this.#child = undefined;
-    await child?.[Symbol.asyncDispose]();
+    if (!child) throw new Error("Cannot kill the sidecar's worker: the sidecar is not running");
+    const seen = child.lines.filter((l) => l.msg === LISTENING).length;
+    Deno.kill(this.#workerPid(), "SIGKILL");
+    return await this.#listened(seen);
   }
 
-  /** SIGTERM and wait for the drain (the publisher leaves what NATS did not take in the spool). */
-  async stop(): Promise<number | undefined> {
+  /** SIGKILLs supervisor and worker: no drain, no final spool write; what the worker held in memory is gone. */
+  async kill(): Promise<void> {
     const child = this.#child;
-    if (!child) return undefined;
+    if (!child) return;
     this.#child = undefined;
-    child.child.kill("SIGTERM");
-    const status = await child.child.status;
+    let worker: number | undefined;
+    try {
+      worker = this.#workerPid(child);
+    } catch { /* between two workers, or not started yet */ }
+    // The supervisor first, so that nothing restarts the worker, then at once the worker, so that it does not
+    // serve on as an orphan until it notices (it would exit within 500 ms).
+    try {
+      child.child.kill("SIGKILL");
+    } catch { /* exited already */ }
+    if (worker !== undefined) {
+      try {
+        Deno.kill(worker, "SIGKILL");
+      } catch { /* gone already */ }
+    }
     await child[Symbol.asyncDispose]();
-    return status.code;
+    if (worker !== undefined) {
+      await pollUntil("the worker to exit", () => !alive(worker) || undefined, { timeoutMs: 10_000 });
+    }
   }
 
   /** tollgate_extproc_streams_active summed over roles, from the admin port. */
   async openStreams(): Promise<number> {
-    const text = await (await fetch(`http://127.0.0.1:${this.adminPort}/metrics`)).text();
+    const res = await fetch(`http://127.0.0.1:${this.adminPort}/metrics`);
+    const text = await res.text();
     let open = 0;
     for (const m of text.matchAll(/^tollgate_extproc_streams_active\{[^}]*\} (\S+)$/gm)) open += Number(m[1]);
     return open;
+  }
+
+  #workerPid(child = this.#child): number {
+    const pid = child?.child.pid;
+    // Children are listed under the thread that spawned them: read every thread's list.
+    const children: string[] = [];
+    for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+      const list = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/children`);
+      children.push(...list.trim().split(/\s+/).filter(Boolean));
+    }
+    if (children.length !== 1) throw new Error(`The sidecar's supervisor has ${children.length} workers`);
+    return Number(children[0]);
+  }
+
+  async #listened(seen: number): Promise<number> {
+    const child = this.#child!;
+    const line = await pollUntil("the sidecar's worker to listen", () => {
+      if (child.lines.some((l) => l.msg === "Worker crashed too often; giving up")) {
+        throw new Error("The sidecar's supervisor gave up");
+      }
+      return child.lines.filter((l) => l.msg === LISTENING)[seen];
+    }, { timeoutMs: 30_000, intervalMs: 10 });
+    return Date.parse(String(line.time));
+  }
+}
+
+const LISTENING = "ExtProc server listening";
+
+function alive(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return !/^\d+ \(.*\) Z/.test(stat); // a zombie has exited
+  } catch {
+    return false;
   }
 }
 
