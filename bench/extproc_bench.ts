@@ -415,7 +415,21 @@ function startRelay(target: string): { readonly target: string; close(): void } 
 /** The server's command line. bin/tollgate execs Deno, so the child's pid is the server's own. */
 function serverCommand(o: Options, listen: string): [string, string[]] {
   const root = new URL("..", import.meta.url).pathname;
-  const flags = ["--listen", listen, "--admin", "off", "--log-level", "info", "--model", MODEL, "--grace", "5"];
+  // Unsupervised: the process measured must be the one serving (the supervisor would hand it to a worker).
+  const flags = [
+    "--listen",
+    listen,
+    "--admin",
+    "off",
+    "--log-level",
+    "info",
+    "--model",
+    MODEL,
+    "--grace",
+    "5",
+    "--crash-restarts",
+    "0",
+  ];
   if (o.server === "tollgate" && o.cpuProf === undefined) return [`${root}bin/tollgate`, ["extproc", ...flags]];
   // Profiling needs Deno's own flags, which bin/tollgate does not pass through: same command line, no wrapper.
   const deno = ["run", "--quiet", "--allow-all", `--config=${root}deno.json`];
