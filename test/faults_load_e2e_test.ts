@@ -8,8 +8,13 @@
 // produced exactly one usage event; refused requests (429, 500) never reached it and produced none.
 import { assert, assertEquals } from "./support/assert.ts";
 import { NatsCluster, NatsServer, pollUntil } from "./support/nats_server.ts";
-import { MODEL, ROUTE_KEY, type TokenUpstream, tokenUpstream, type UsageTopology } from "./support/usage_topology.ts";
-import { startUsageTopology } from "./support/usage_topology.ts";
+import {
+  MODEL,
+  startUsageTopology,
+  type TokenUpstream,
+  tokenUpstream,
+  type UsageTopology,
+} from "./support/usage_topology.ts";
 import { encodeAggregatorSnapshot } from "../src/usage/aggregator_core.ts";
 import type { AggregatorReplica } from "../src/actors/aggregator/replica.ts";
 import type { UsageEvent } from "../src/usage/usage_event.ts";
@@ -141,12 +146,11 @@ Deno.test("NATS stopped and restarted under load: every request answered, each u
   await ns.stop();
   const down = Date.now();
   // The replicas answer from their local counters and the sidecars spool what they cannot publish.
-  await load.until("requests during the outage", 40, (o) => o.start > down);
+  await load.until("requests during the outage", 80, (o) => o.start > down);
   await pollUntil(
     "both sidecars to spool usage",
     () => topology.gateways.every((g) => g.sink!.spooled > 0) || undefined,
   );
-  const spooled = topology.gateways.map((g) => g.sink!.spooled);
 
   await ns.restart();
   const up = Date.now();
@@ -154,14 +158,11 @@ Deno.test("NATS stopped and restarted under load: every request answered, each u
   await pollUntil(
     "the spools to be replayed",
     () => topology.gateways.every((g) => g.sink!.spooled === 0) || undefined,
-    {
-      timeoutMs: 20_000,
-    },
+    { timeoutMs: 20_000 },
   );
   const outcomes = await load.stop();
 
   assertEquals(Object.keys(statusCounts(outcomes)).filter((s) => s !== "200" && s !== "429"), [], "only 200 or 429");
-  assert(spooled.every((n) => n > 0), `both spooled during the outage: ${spooled}`);
   await assertExactAccounting(topology, upstream, outcomes);
 });
 

@@ -22,11 +22,10 @@ import { type EdgeListener, listenEdge } from "../../src/edge/listen.ts";
 import { RateLimitFilter } from "../../src/edge/rate_limit_filter.ts";
 import { type AggregatorReplica, startAggregator } from "../../src/actors/aggregator/replica.ts";
 import { loadRuleSources } from "../../src/actors/aggregator/rule_files.ts";
-import type { AggregatorRuleSet } from "../../src/usage/aggregator_core.ts";
 import { connectNats, type NatsLink, USAGE_STREAM } from "../../src/usage/nats_connection.ts";
 import { startUsageSink, type UsageSink } from "../../src/usage/usage_sink.ts";
 import { decodeUsageEvent, type UsageEvent } from "../../src/usage/usage_event.ts";
-import { formatListenAddress, type ListenAddress } from "../../src/extproc/listen_address.ts";
+import type { ListenAddress } from "../../src/extproc/listen_address.ts";
 
 export const MODEL = "rate-limit-funky-model";
 export const ROUTE_KEY = "httproute/default/envoy-ai-gateway-token-ratelimit/rule/0/match/0/*";
@@ -224,7 +223,6 @@ export interface UsageTopology extends AsyncDisposable {
   readonly gateways: readonly Gateway[];
   /** The replicas as they are now (a restarted one replaces the killed one at the same index). */
   readonly replicas: readonly AggregatorReplica[];
-  readonly ruleSet: AggregatorRuleSet;
   /** Kills replica i as a crash would (no drain, no final snapshot) and waits for its actors to stop. */
   killReplica(i: number): Promise<AggregatorReplica>;
   /** Starts replica i again, same name and RLS port: it restores its newest KV snapshot and folds the tail. */
@@ -295,6 +293,8 @@ export async function startUsageTopology(o: TopologyOptions): Promise<UsageTopol
     for (const [i, spec] of specs.entries()) gateways.push(await startGateway(i, spec));
   } catch (err) {
     for (const g of gateways) await g.close();
+    for (const r of replicas) r.kill();
+    for (const l of links) await l.close().catch(() => {});
     throw err;
   }
 
@@ -388,7 +388,6 @@ export async function startUsageTopology(o: TopologyOptions): Promise<UsageTopol
     dir,
     gateways,
     replicas,
-    ruleSet: rules.ruleSet,
     link: () => link(),
     async killReplica(i) {
       const r = replicas[i]!;
