@@ -58,6 +58,8 @@ Deno.test("two controllers and a sidecar: the sidecar follows the files, and the
       `${cache}/config.snapshot`,
       "--secrets-dir",
       `${dir}/secrets`,
+      "--usage-spool",
+      `${cache}/usage.spool`,
     ]);
     const listening = await sidecar.waitForLog("ExtProc server listening");
     const admin = String(listening.admin);
