@@ -4,9 +4,14 @@
 // sidecars that materialise their snapshot with local secrets, one aggregator that rebuilds its rules).
 //
 //   deno run -A bench/config_bench.ts [--routes 10,2000] [--changes 30] [--layout files|single] [--debounce 50]
+//                                     [--breakdown]
 //
 // --layout files (default): one file per route, the change rewrites one of them (a directory of manifests).
 // --layout single: every route in one file, so each change re-reads and re-parses all of them.
+// --breakdown adds, per size, the median time of each stage: write → compile start (file events, debounce),
+// compile (read, validate, compile, encode), compiled → head seen by the first subscriber (gzip, chunk and head
+// puts, watch delivery), head seen → decoded (fetch, gunzip, checksum, parse; the slowest subscriber) and
+// decoded → applied (materialise or rebuild the rules; the slowest subscriber).
 // The controller runs in this process and each subscriber in a Worker of its own (its own thread and heap, as its
 // own process would have), all on the same cores as nats-server: the figures include that contention.
 import { parseArgs } from "node:util";
@@ -19,15 +24,19 @@ import { SidecarConfig } from "../src/control/bus/sidecar_config.ts";
 import { aggregatorRuleSet } from "../src/control/bus/aggregator_rules.ts";
 import { buildSnapshot } from "../src/control/snapshot.ts";
 import { connectNats } from "../src/usage/nats_connection.ts";
-import { silentLogger } from "../src/observability/logger.ts";
+import { createLogger, silentLogger } from "../src/observability/logger.ts";
+import { ConfigStore } from "../src/control/bus/config_store.ts";
 import { systemClock } from "../src/observability/clock.ts";
 import { intFlag } from "./support/flags.ts";
 
-/** What a subscriber worker says: it applied `revision` at `at` (epoch ms, comparable across threads). */
+/** What a subscriber worker says: it applied `revision` at `at` (epoch ms, comparable across threads), having seen
+ * its head at `head` and had it fetched and checked at `decoded`. */
 interface AppliedMessage {
   readonly name: string;
   readonly revision: number;
   readonly at: number;
+  readonly head: number;
+  readonly decoded: number;
 }
 
 const epochNow = () => performance.timeOrigin + performance.now();
@@ -43,6 +52,13 @@ const workerScope = globalThis as unknown as {
 async function subscriber(name: string, url: string): Promise<void> {
   const log = silentLogger();
   const link = await connectNats({ servers: url, name });
+  // A second watch of the head, beside the subscriber's own: when each head arrived.
+  const heads = new Map<number, number>();
+  const store = await ConfigStore.open(link.nc.jetstream(), await link.nc.jetstreamManager());
+  void store.watch((e) => heads.set(e.head.revision, epochNow()), {
+    signal: new AbortController().signal,
+    onError: () => {},
+  });
   const sidecar = name.startsWith("sidecar")
     ? new SidecarConfig({
       initial: buildSnapshot(0, { models: [] }),
@@ -55,9 +71,17 @@ async function subscriber(name: string, url: string): Promise<void> {
   startConfigSubscriber({
     connect: () => Promise.resolve(link),
     apply: (snapshot, applied) => {
+      const decoded = epochNow();
       if (sidecar) sidecar.apply(snapshot, applied);
       else aggregatorRuleSet(snapshot);
-      const message: AppliedMessage = { name, revision: applied.revision, at: epochNow() };
+      const at = epochNow();
+      const message: AppliedMessage = {
+        name,
+        revision: applied.revision,
+        at,
+        head: heads.get(applied.revision) ?? decoded,
+        decoded,
+      };
       workerScope.postMessage(message);
     },
     log,
@@ -77,6 +101,7 @@ async function main(): Promise<void> {
       changes: { type: "string", default: "30" },
       layout: { type: "string", default: "files" },
       debounce: { type: "string", default: "50" },
+      breakdown: { type: "boolean", default: false },
     },
   });
   const routeCounts = values.routes.split(",").map((n) => intFlag("routes", n, 1));
@@ -102,23 +127,23 @@ async function main(): Promise<void> {
     const link = await connectNats({ servers: ns.url, name: "controller" });
     const names = ["sidecar-1", "sidecar-2", "aggregator-1"];
     const workers = names.map((name) => new Worker(import.meta.url, { type: "module", name }));
-    const applied = new Map<number, Map<string, number>>();
+    const applied = new Map<number, Map<string, AppliedMessage>>();
     const waiters: (() => void)[] = [];
     for (const w of workers) {
       w.onmessage = (e: MessageEvent<AppliedMessage>) => {
         const m = e.data;
-        const byName = applied.get(m.revision) ?? new Map<string, number>();
-        byName.set(m.name, m.at);
+        const byName = applied.get(m.revision) ?? new Map<string, AppliedMessage>();
+        byName.set(m.name, m);
         applied.set(m.revision, byName);
         for (const wake of waiters.splice(0)) wake();
       };
       w.postMessage({ url: ns.url });
     }
-    const allApplied = async (revision: number): Promise<number> => {
+    const allApplied = async (revision: number): Promise<AppliedMessage[]> => {
       const deadline = Date.now() + 120_000;
       for (;;) {
         const byName = applied.get(revision);
-        if (byName?.size === names.length) return Math.max(...byName.values());
+        if (byName?.size === names.length) return [...byName.values()];
         if (Date.now() > deadline) throw new Error(`Revision ${revision} not applied everywhere in time`);
         await new Promise<void>((resolve) => {
           waiters.push(resolve);
@@ -128,19 +153,33 @@ async function main(): Promise<void> {
     };
     try {
       await writeAll(dir, routes, () => 10_000);
+      // When the controller finished each compile, and how long it took (its "Compiled the resources" line).
+      const compiles: { at: number; ms: number }[] = [];
+      const log = createLogger({
+        level: "info",
+        destination: {
+          write: (line: string) => {
+            const at = epochNow();
+            const entry = JSON.parse(line) as { msg?: string; ms?: number };
+            if (entry.msg === "Compiled the resources") compiles.push({ at, ms: entry.ms ?? 0 });
+          },
+        },
+      });
       const controller = await startController({
         link,
         id: "bench",
         paths: [dir],
         compile: { extProcTarget: "unix:///run/tollgate/extproc.sock", rateLimitDomain: "ai-gateway" },
-        log: silentLogger(),
+        log,
         registry: new Registry(),
         debounceMs,
       });
       await allApplied(1);
       const ms: number[] = [];
+      const stages: Stages = { event: [], compile: [], publish: [], fetch: [], apply: [] };
       for (let k = 1; k <= changes; k++) {
         const changed = k % routes;
+        const compiled = compiles.length;
         const started = epochNow();
         if (layout === "single") await writeAll(dir, routes, (i) => i === changed ? 10_000 + k : 10_000);
         else {
@@ -149,11 +188,20 @@ async function main(): Promise<void> {
             routeYaml({ model: `model-${changed}`, port: 10_000 + k }),
           );
         }
-        ms.push(await allApplied(k + 1) - started);
+        const done = await allApplied(k + 1);
+        ms.push(Math.max(...done.map((m) => m.at)) - started);
+        const compile = compiles.at(-1)!;
+        if (compiles.length > compiled) {
+          stages.event.push(compile.at - compile.ms - started);
+          stages.compile.push(compile.ms);
+          stages.publish.push(Math.min(...done.map((m) => m.head)) - compile.at);
+        }
+        stages.fetch.push(Math.max(...done.map((m) => m.decoded - m.head)));
+        stages.apply.push(Math.max(...done.map((m) => m.at - m.decoded)));
         await new Promise((r) => setTimeout(r, 200));
       }
       await controller.stop();
-      return ms;
+      return { ms, stages };
     } finally {
       for (const w of workers) w.terminate();
       await link.close();
@@ -167,8 +215,17 @@ async function main(): Promise<void> {
   );
   console.log("| routes | p50 ms | p99 ms | max ms | min ms |");
   console.log("| -----: | -----: | -----: | -----: | -----: |");
+  const breakdowns: string[] = [];
   for (const routes of routeCounts) {
-    const sorted = (await run(routes)).sort((a, b) => a - b);
+    const { ms, stages } = await run(routes);
+    const sorted = ms.sort((a, b) => a - b);
+    const median = (list: number[]) => list.length === 0 ? NaN : percentile([...list].sort((a, b) => a - b), 50);
+    breakdowns.push(
+      `| ${routes.toLocaleString("en")} | ${
+        [stages.event, stages.compile, stages.publish, stages.fetch, stages.apply].map((l) => median(l).toFixed(0))
+          .join(" | ")
+      } |`,
+    );
     const f = (n: number) => n.toFixed(0);
     console.log(
       `| ${routes.toLocaleString("en")} | ${f(percentile(sorted, 50))} | ${f(percentile(sorted, 99))} | ${
@@ -176,6 +233,20 @@ async function main(): Promise<void> {
       } | ${f(sorted[0]!)} |`,
     );
   }
+  if (values.breakdown) {
+    console.log("\nmedian ms per stage (fetch and apply: the slowest subscriber of each change)\n");
+    console.log("| routes | event + debounce | compile | gzip + puts + watch | fetch + check + parse | apply |");
+    console.log("| -----: | ---------------: | ------: | ------------------: | --------------------: | ----: |");
+    for (const line of breakdowns) console.log(line);
+  }
+}
+
+interface Stages {
+  readonly event: number[];
+  readonly compile: number[];
+  readonly publish: number[];
+  readonly fetch: number[];
+  readonly apply: number[];
 }
 
 if (typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !== "undefined") {

@@ -43,11 +43,24 @@ export type CompileOutcome =
   }
   | { readonly ok: false; readonly errors: readonly ResourceError[] };
 
-export async function compileSources(input: CompilerInput): Promise<CompileOutcome> {
+/** Receives how long each step of a compile took (the step bench reads it). */
+export type CompileTimings = (step: string, ms: number) => void;
+
+export async function compileSources(
+  input: CompilerInput,
+  o: { readonly timings?: CompileTimings } = {},
+): Promise<CompileOutcome> {
   const started = performance.now();
+  let mark = started;
+  const lap = (step: string) => {
+    const now = performance.now();
+    o.timings?.(step, now - mark);
+    mark = now;
+  };
   const fromFiles = input.paths.length > 0
     ? await loadResources(input.paths, { env: input.env, cache: input.cache })
     : { resources: [], errors: [] };
+  lap("load");
   let resources: readonly Resource[] = fromFiles.resources;
   let errors: ResourceError[] = [...fromFiles.errors];
   // References are checked across both sources: drop the files-only verdict and check the union. The controller
@@ -59,6 +72,7 @@ export async function compileSources(input: CompilerInput): Promise<CompileOutco
   resources = [...resources, ...(input.kubernetes?.resources ?? [])];
   resources = [...resources, ...unreadSecrets(resources)];
   errors.push(...(input.kubernetes?.errors ?? []), ...validateReferences(resources));
+  lap("validate");
   if (errors.length > 0) return { ok: false, errors: sortErrors(errors) };
   const { rateLimitDomain, ...compileOptions } = input.compile;
   const compiled = compileGateway(resources, {
@@ -68,6 +82,7 @@ export async function compileSources(input: CompilerInput): Promise<CompileOutco
     // Limits always compile (the aggregators enforce them); the target only matters to a rendered Envoy config.
     rateLimit: compileOptions.rateLimit ?? { target: DEFAULT_RLS_TARGET, domain: rateLimitDomain },
   });
+  lap("compile");
   if (!compiled.ok) return { ok: false, errors: compiled.errors };
   const costs = compileCosts(compiled.llmRequestCosts);
   if (!costs.ok) {
@@ -82,7 +97,9 @@ export async function compileSources(input: CompilerInput): Promise<CompileOutco
       })),
     };
   }
+  lap("costs");
   const encoded = await encodeSnapshot(configSnapshot(compiled, { rateLimitDomain }));
+  lap("encode + sha256");
   return {
     ok: true,
     encoded,
