@@ -8,9 +8,9 @@ import { fromPromise } from "xstate";
 import { compileGateway } from "../../control/compile/compile_gateway.ts";
 import type { CompileOptions } from "../../control/compile/compiled.ts";
 import { configSnapshot, type EncodedSnapshot, encodeSnapshot } from "../../control/bus/config_snapshot.ts";
-import { formatResourceError, type ResourceError, sortErrors } from "../../control/resources/errors.ts";
+import { type ResourceError, sortErrors } from "../../control/resources/errors.ts";
 import { type LoadOptions, loadResources } from "../../control/resources/load.ts";
-import { validateReferences } from "../../control/resources/references.ts";
+import { checkResources } from "../../control/resources/references.ts";
 import { qualifiedName, type Resource } from "../../control/resources/resource.ts";
 import { policySecretRefs } from "../../control/resources/backend_security_policy.ts";
 import { compileCosts } from "../../usage/costs.ts";
@@ -58,20 +58,17 @@ export async function compileSources(
     mark = now;
   };
   const fromFiles = input.paths.length > 0
-    ? await loadResources(input.paths, { env: input.env, cache: input.cache })
+    ? await loadResources(input.paths, { env: input.env, cache: input.cache, checkReferences: false })
     : { resources: [], errors: [] };
   lap("load");
-  let resources: readonly Resource[] = fromFiles.resources;
-  let errors: ResourceError[] = [...fromFiles.errors];
-  // References are checked across both sources: drop the files-only verdict and check the union. The controller
-  // never needs a Secret's value (snapshots carry references; each sidecar reads its own mounts), so a Secret that
-  // is referenced but not among the sources — the usual case: Secrets are mounted into the gateway pods, not put in
-  // the controller's ConfigMap — is no error here, in either source.
-  const filesOnly = new Set(validateReferences(fromFiles.resources).map(formatResourceError));
-  errors = errors.filter((e) => !filesOnly.has(formatResourceError(e)));
-  resources = [...resources, ...(input.kubernetes?.resources ?? [])];
+  // References are checked once, across both sources, and the index built for that is the compiler's. The
+  // controller never needs a Secret's value (snapshots carry references; each sidecar reads its own mounts), so a
+  // Secret that is referenced but not among the sources — the usual case: Secrets are mounted into the gateway pods,
+  // not put in the controller's ConfigMap — is no error here, in either source.
+  let resources: readonly Resource[] = [...fromFiles.resources, ...(input.kubernetes?.resources ?? [])];
   resources = [...resources, ...unreadSecrets(resources)];
-  errors.push(...(input.kubernetes?.errors ?? []), ...validateReferences(resources));
+  const checked = checkResources(resources);
+  const errors = [...fromFiles.errors, ...(input.kubernetes?.errors ?? []), ...checked.errors];
   lap("validate");
   if (errors.length > 0) return { ok: false, errors: sortErrors(errors) };
   const { rateLimitDomain, ...compileOptions } = input.compile;
@@ -81,7 +78,7 @@ export async function compileSources(
     ...compileOptions,
     // Limits always compile (the aggregators enforce them); the target only matters to a rendered Envoy config.
     rateLimit: compileOptions.rateLimit ?? { target: DEFAULT_RLS_TARGET, domain: rateLimitDomain },
-  });
+  }, checked);
   lap("compile");
   if (!compiled.ok) return { ok: false, errors: compiled.errors };
   const costs = compileCosts(compiled.llmRequestCosts);

@@ -6,7 +6,7 @@ import type { EdgeConfig, RouteConfig } from "../../edge/config.ts";
 import { routerExtProcFilter, upstreamExtProcFilter } from "../../edge/filter_defaults.ts";
 import type { AIGatewayRoute, Resource } from "../resources/resource.ts";
 import { qualifiedName } from "../resources/resource.ts";
-import { ResourceIndex, validateReferences } from "../resources/references.ts";
+import { type CheckedResources, checkResources } from "../resources/references.ts";
 import { formatResourceError, type ResourceError, sortErrors } from "../resources/errors.ts";
 import { compileBackend } from "./backends.ts";
 import { listenerPort } from "./attachments.ts";
@@ -26,9 +26,17 @@ import {
 const DEFAULT_MAX_REQUEST_BODY_BYTES = 50 * 1024 * 1024;
 const DEFAULT_RATE_LIMIT_TIMEOUT_MS = 20;
 
-export function compileGateway(resources: readonly Resource[], options: CompileOptions): CompileResult {
-  const errors: ResourceError[] = validateReferences(resources);
-  const index = new ResourceIndex(resources);
+/**
+ * `checked` is checkResources(resources) when the caller has it already (the controller checks references once,
+ * across its sources); the compile then neither indexes nor checks them again.
+ */
+export function compileGateway(
+  resources: readonly Resource[],
+  options: CompileOptions,
+  checked: CheckedResources = checkResources(resources),
+): CompileResult {
+  const errors: ResourceError[] = [...checked.errors];
+  const { index } = checked;
   const routes = index.list("AIGatewayRoute").sort(olderFirst);
 
   const filterOptions = { messageTimeoutMs: options.messageTimeoutMs, failureModeAllow: options.failureModeAllow };

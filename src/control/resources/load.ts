@@ -41,6 +41,11 @@ export interface LoadOptions {
    * dropped from it.
    */
   readonly cache?: Map<string, { readonly text: string; readonly result: LoadResult }>;
+  /**
+   * Check the references between the resources loaded (default true). The controller says false: it checks them
+   * once, across every source, and hands the index it built to the compiler.
+   */
+  readonly checkReferences?: boolean;
 }
 
 export async function loadResources(paths: readonly string[], options: LoadOptions = {}): Promise<LoadResult> {
@@ -73,7 +78,7 @@ export async function loadResources(paths: readonly string[], options: LoadOptio
     }
   }
   for (const file of options.cache?.keys() ?? []) if (!seen.has(file)) options.cache!.delete(file);
-  errors.push(...validateReferences(resources));
+  if (options.checkReferences !== false) errors.push(...validateReferences(resources));
   return { resources, errors: sortErrors(errors), ignored };
 }
 

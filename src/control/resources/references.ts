@@ -55,6 +55,16 @@ export class ResourceIndex {
 }
 
 export function validateReferences(resources: readonly Resource[]): ResourceError[] {
+  return [...checkResources(resources).errors];
+}
+
+/** The resources indexed, with every duplicate and broken reference: what compileGateway needs, built once. */
+export interface CheckedResources {
+  readonly index: ResourceIndex;
+  readonly errors: readonly ResourceError[];
+}
+
+export function checkResources(resources: readonly Resource[]): CheckedResources {
   const index = new ResourceIndex(resources);
   const errors = [...index.duplicates];
   const missing = (r: Resource, path: PathSegment[], kind: ResourceKind, ns: string, name: string) => {
@@ -73,7 +83,7 @@ export function validateReferences(resources: readonly Resource[]): ResourceErro
   }
   checkSecurityPolicies(index, errors);
   for (const policy of index.list("BackendTrafficPolicy")) checkTrafficPolicy(policy, index, errors);
-  return errors;
+  return { index, errors };
 }
 
 type Missing = (r: Resource, path: PathSegment[], kind: ResourceKind, ns: string, name: string) => void;
