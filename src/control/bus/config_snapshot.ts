@@ -12,7 +12,12 @@
 //
 // schemaVersion changes whenever a receiver of the previous version would misread the content; a receiver refuses
 // any version it was not built for, and keeps what it runs.
+import { createHash } from "node:crypto";
 import type { CompiledGateway } from "../compile/compiled.ts";
+import { type CanonicalEncoder, canonicalJson } from "./canonical_json.ts";
+import { ConfigSnapshotError } from "./config_snapshot_error.ts";
+
+export { canonicalJson, ConfigSnapshotError };
 
 export const CONFIG_API_VERSION = "tollgate.dev/v1alpha1";
 export const CONFIG_KIND = "ConfigSnapshot";
@@ -36,10 +41,6 @@ export interface EncodedSnapshot {
   readonly snapshot: ConfigSnapshot;
   readonly bytes: Uint8Array;
   readonly hash: string;
-}
-
-export class ConfigSnapshotError extends Error {
-  override readonly name: string = "ConfigSnapshotError";
 }
 
 /** A snapshot written for a schema version this build does not read. */
@@ -70,59 +71,34 @@ export function configSnapshot(
   };
 }
 
+/** Lower-case hex sha256 (node:crypto: several times faster than WebCrypto's digest on megabytes, and sync). */
+export function sha256Hex(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
 /**
- * JSON with every object's keys sorted and no whitespace; `undefined` members are left out, as
- * JSON.stringify does. Anything JSON cannot carry faithfully (a function, a Map, a non-finite number) is an error:
- * a snapshot must survive the trip unchanged.
+ * The canonical bytes of `snapshot` and their hash. With an encoder, objects it encoded before are not written again
+ * (see canonical_json.ts: they must not have changed since).
  */
-export function canonicalJson(value: unknown): string {
-  // JSON.stringify does the writing (fast, and exactly JSON's escaping); the replacer puts keys in order and refuses
-  // what would not survive the trip. Keys are inserted sorted into a fresh object; JavaScript still lists integer-like
-  // keys first, ascending, which is as deterministic: the same content always gives the same bytes.
-  return JSON.stringify(value, function (this: unknown, key: string, v: unknown) {
-    switch (typeof v) {
-      case "object": {
-        if (v === null || Array.isArray(v)) return v;
-        const proto = Object.getPrototypeOf(v);
-        if (proto !== Object.prototype && proto !== null) {
-          throw new ConfigSnapshotError(
-            `Cannot encode "${key}": a ${proto?.constructor?.name ?? "value"} is not plain JSON`,
-          );
-        }
-        const record = v as Record<string, unknown>;
-        const out: Record<string, unknown> = {};
-        for (const k of Object.keys(record).sort()) out[k] = record[k];
-        return out;
-      }
-      case "number":
-        if (!Number.isFinite(v)) throw new ConfigSnapshotError(`Cannot encode "${key}": ${v} is not a JSON number`);
-        return v;
-      case "function":
-      case "symbol":
-      case "bigint":
-        throw new ConfigSnapshotError(`Cannot encode "${key}": a ${typeof v} is not plain JSON`);
-      default:
-        return v;
-    }
-  }) ?? "null";
-}
-
-export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-export async function encodeSnapshot(snapshot: ConfigSnapshot): Promise<EncodedSnapshot> {
-  const bytes = new TextEncoder().encode(canonicalJson(snapshot));
-  return { snapshot, bytes, hash: await sha256Hex(bytes) };
+export function encodeSnapshot(snapshot: ConfigSnapshot, encoder?: CanonicalEncoder): Promise<EncodedSnapshot> {
+  const bytes = new TextEncoder().encode(encoder ? encoder.encode(snapshot) : canonicalJson(snapshot));
+  return Promise.resolve({ snapshot, bytes, hash: sha256Hex(bytes) });
 }
 
 /**
  * Canonical bytes → snapshot, checking that they hash to `expectedHash`, that the envelope is ours and that the
  * schema version is the one this build reads. Throws IncompatibleSnapshotError or ConfigSnapshotError.
  */
-export async function decodeSnapshot(bytes: Uint8Array, expectedHash: string): Promise<EncodedSnapshot> {
-  const hash = await sha256Hex(bytes);
+export function decodeSnapshot(bytes: Uint8Array, expectedHash: string): Promise<EncodedSnapshot> {
+  try {
+    return Promise.resolve(decodeSnapshotSync(bytes, expectedHash));
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+function decodeSnapshotSync(bytes: Uint8Array, expectedHash: string): EncodedSnapshot {
+  const hash = sha256Hex(bytes);
   if (hash !== expectedHash) {
     throw new ConfigSnapshotError(`Config snapshot fails its checksum: sha256 ${hash}, expected ${expectedHash}`);
   }
