@@ -53,6 +53,7 @@ export async function loadResources(paths: readonly string[], options: LoadOptio
   const errors: ResourceError[] = [];
   const ignored: IgnoredDocument[] = [];
   const seen = new Set<string>();
+  const pause = new Pause();
   for (const entry of paths) {
     const files = await resourceFiles(entry);
     if ("error" in files) {
@@ -61,6 +62,7 @@ export async function loadResources(paths: readonly string[], options: LoadOptio
     }
     const texts = await readAll(files.files);
     for (const [i, file] of files.files.entries()) {
+      await pause.maybe();
       const read = texts[i]!;
       if ("error" in read) {
         const e = read.error;
@@ -82,17 +84,36 @@ export async function loadResources(paths: readonly string[], options: LoadOptio
   return { resources, errors: sortErrors(errors), ignored };
 }
 
-/** Reads files 64 at a time (a directory of thousands of small manifests), results in the order given. */
+/**
+ * Reads every file, results in the order given. Synchronous reads, giving the event loop back every few
+ * milliseconds: for a directory of thousands of small manifests they take a third of the time of as many
+ * asynchronous reads (no promise and no thread hop per file), and the pauses keep the process answering meanwhile
+ * (the controller renews its lease while it loads).
+ */
 async function readAll(files: readonly string[]): Promise<({ text: string } | { error: unknown })[]> {
   const out = new Array<{ text: string } | { error: unknown }>(files.length);
-  let next = 0;
-  const worker = async () => {
-    for (let i = next++; i < files.length; i = next++) {
-      out[i] = await Deno.readTextFile(files[i]!).then((text) => ({ text }), (error: unknown) => ({ error }));
+  const pause = new Pause();
+  for (const [i, file] of files.entries()) {
+    await pause.maybe();
+    try {
+      out[i] = { text: Deno.readTextFileSync(file) };
+    } catch (error) {
+      out[i] = { error };
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(64, files.length) }, worker));
+  }
   return out;
+}
+
+/** Gives the event loop back (timers, I/O) once `everyMs` of work has passed since the last time. */
+class Pause {
+  #since = performance.now();
+  constructor(readonly everyMs = 20) {}
+
+  async maybe(): Promise<void> {
+    if (performance.now() - this.#since < this.everyMs) return;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    this.#since = performance.now();
+  }
 }
 
 /** One file's documents, schema-checked; references to other files are checked by loadResources. */
