@@ -6,7 +6,7 @@
 //   deno run -A bench/config_steps_bench.ts [--routes 2000] [--rounds 15]
 import { parseArgs } from "node:util";
 import { routeFile, routeYaml, writeAtomically } from "../test/support/control_plane.ts";
-import { type CompilerInput, compileSources } from "../src/actors/controller/compiler.ts";
+import { type CompilerInput, compilerMemo, compileSources } from "../src/actors/controller/compiler.ts";
 import { decodeSnapshot, type EncodedSnapshot } from "../src/control/bus/config_snapshot.ts";
 import { gunzip, gzip } from "../src/control/bus/config_store.ts";
 import { SidecarConfig } from "../src/control/bus/sidecar_config.ts";
@@ -42,6 +42,7 @@ try {
     paths: [dir],
     env: {},
     cache: new Map(),
+    memo: compilerMemo(),
     compile: { extProcTarget: "unix:///run/tollgate/extproc.sock", rateLimitDomain: "ai-gateway" },
   };
   const first = await compileSources(input);

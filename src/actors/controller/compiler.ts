@@ -6,6 +6,8 @@
 // routes in a directory, YAML parsing would otherwise dominate the time from a change to its publication.
 import { fromPromise } from "xstate";
 import { compileGateway } from "../../control/compile/compile_gateway.ts";
+import { CompileMemo } from "../../control/compile/compile_memo.ts";
+import { CanonicalEncoder } from "../../control/bus/canonical_json.ts";
 import type { CompileOptions } from "../../control/compile/compiled.ts";
 import { configSnapshot, type EncodedSnapshot, encodeSnapshot } from "../../control/bus/config_snapshot.ts";
 import { type ResourceError, sortErrors } from "../../control/resources/errors.ts";
@@ -26,9 +28,20 @@ export interface CompilerInput {
   /** For ${VAR} substitution in files. */
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly cache: NonNullable<LoadOptions["cache"]>;
+  /** What the previous compile and encoding can lend this one (see compile_memo.ts); the controller keeps one. */
+  readonly memo?: CompilerMemo;
   readonly compile: Pick<CompileOptions, "extProcTarget" | "rateLimit" | "listenerHost" | "listenerPort"> & {
     readonly rateLimitDomain: string;
   };
+}
+
+export interface CompilerMemo {
+  readonly compile: CompileMemo;
+  readonly encoder: CanonicalEncoder;
+}
+
+export function compilerMemo(): CompilerMemo {
+  return { compile: new CompileMemo(), encoder: new CanonicalEncoder() };
 }
 
 export type CompileOutcome =
@@ -78,7 +91,7 @@ export async function compileSources(
     ...compileOptions,
     // Limits always compile (the aggregators enforce them); the target only matters to a rendered Envoy config.
     rateLimit: compileOptions.rateLimit ?? { target: DEFAULT_RLS_TARGET, domain: rateLimitDomain },
-  }, checked);
+  }, { checked, ...(input.memo ? { memo: input.memo.compile } : {}) });
   lap("compile");
   if (!compiled.ok) return { ok: false, errors: compiled.errors };
   const costs = compileCosts(compiled.llmRequestCosts);
@@ -95,7 +108,7 @@ export async function compileSources(
     };
   }
   lap("costs");
-  const encoded = await encodeSnapshot(configSnapshot(compiled, { rateLimitDomain }));
+  const encoded = await encodeSnapshot(configSnapshot(compiled, { rateLimitDomain }), input.memo?.encoder);
   lap("encode + sha256");
   return {
     ok: true,

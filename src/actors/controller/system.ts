@@ -19,7 +19,7 @@ import type { LeaseStore } from "../../control/bus/lease.ts";
 import { formatResourceError, type ResourceError } from "../../control/resources/errors.ts";
 import type { LoadOptions } from "../../control/resources/load.ts";
 import type { Resource } from "../../control/resources/resource.ts";
-import { type CompileOutcome, compilerActor, type CompilerInput } from "./compiler.ts";
+import { type CompileOutcome, compilerActor, type CompilerInput, type CompilerMemo, compilerMemo } from "./compiler.ts";
 import { directorySourceActor, type DirectorySourceEvent } from "./directory_source.ts";
 import { kubernetesSourceActor, type KubernetesSourceEvent, type KubernetesWatcher } from "./kubernetes_source.ts";
 import { leadershipActor, type LeadershipEvent } from "./leadership.ts";
@@ -47,6 +47,7 @@ type Good = Extract<CompileOutcome, { ok: true }>;
 
 export interface ControllerContext extends ControllerSystemInput {
   readonly cache: NonNullable<LoadOptions["cache"]>;
+  readonly memo: CompilerMemo;
   readonly held: { revision: number | undefined; validUntil: number };
   dirty: boolean;
   kubernetesResources:
@@ -96,6 +97,7 @@ export const controllerMachine = setup({
   context: ({ input }) => ({
     ...input,
     cache: new Map(),
+    memo: compilerMemo(),
     held: { revision: undefined, validUntil: 0 },
     dirty: false,
     kubernetesResources: undefined,
@@ -160,6 +162,7 @@ export const controllerMachine = setup({
               ...(context.kubernetesResources ? { kubernetes: context.kubernetesResources } : {}),
               env: context.env,
               cache: context.cache,
+              memo: context.memo,
               compile: context.compile,
             }),
             onDone: [

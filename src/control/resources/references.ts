@@ -52,7 +52,30 @@ export class ResourceIndex {
   list<K extends ResourceKind>(kind: K): OfKind<K>[] {
     return [...(this.#byKind.get(kind) ?? [])] as OfKind<K>[];
   }
+
+  #targeting: Map<string, BackendSecurityPolicy> | undefined;
+
+  /**
+   * The first BackendSecurityPolicy (in load order) of `namespace` whose targetRefs name the AIServiceBackend `name`.
+   * Indexed on first use: asked once per backend, a scan of every policy each time would be quadratic.
+   */
+  securityPolicyTargeting(namespace: string, name: string): BackendSecurityPolicy | undefined {
+    if (!this.#targeting) {
+      this.#targeting = new Map();
+      for (const p of this.list("BackendSecurityPolicy")) {
+        for (const t of p.spec.targetRefs ?? []) {
+          if (t.kind !== "AIServiceBackend") continue;
+          const key = `${p.metadata.namespace}/${t.name}`;
+          if (!this.#targeting.has(key)) this.#targeting.set(key, p);
+        }
+      }
+    }
+    return this.#targeting.get(`${namespace}/${name}`);
+  }
 }
+
+/** What compiling reads from the resources (a ResourceIndex, or one that records what was read). */
+export type ResourceLookup = Pick<ResourceIndex, "get" | "list" | "securityPolicyTargeting">;
 
 export function validateReferences(resources: readonly Resource[]): ResourceError[] {
   return [...checkResources(resources).errors];
