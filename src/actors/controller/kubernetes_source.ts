@@ -13,6 +13,7 @@ import type { Logger } from "../../observability/logger.ts";
 import type { ResourceError } from "../../control/resources/errors.ts";
 import { parseResources } from "../../control/resources/load.ts";
 import type { Resource } from "../../control/resources/resource.ts";
+import { adaptiveDebounce } from "./debounce.ts";
 
 export interface KubernetesKind {
   readonly apiVersion: string;
@@ -72,7 +73,7 @@ export interface KubernetesSourceInput {
   readonly clock: Clock;
   readonly log: Logger;
   readonly kinds?: readonly KubernetesKind[];
-  /** Quiet time after the last event (default 100 ms). */
+  /** Quiet time within a burst of events (default 100 ms); a change after a quiet spell waits 5 ms (debounce.ts). */
   readonly debounceMs?: number;
 }
 
@@ -109,7 +110,6 @@ export const kubernetesSourceActor = fromCallback<EventObject, KubernetesSourceI
     const kinds = input.kinds ?? WATCHED_KINDS;
     const objects = new Map<string, { kind: KubernetesKind; object: KubernetesObject }>();
     const synced = new Set<string>();
-    let timer: unknown;
     let closed = false;
 
     const emit = () => {
@@ -123,10 +123,8 @@ export const kubernetesSourceActor = fromCallback<EventObject, KubernetesSourceI
       }
       sendBack({ type: "source.kubernetes", resources, errors });
     };
-    const changed = () => {
-      input.clock.clearTimeout(timer);
-      timer = input.clock.setTimeout(emit, input.debounceMs ?? 100);
-    };
+    const debounce = adaptiveDebounce(input.clock, input.debounceMs ?? 100, emit);
+    const changed = () => debounce.poke();
     const stop = input.watcher.watch(kinds, (event) => {
       if (closed) return;
       switch (event.type) {
@@ -150,7 +148,7 @@ export const kubernetesSourceActor = fromCallback<EventObject, KubernetesSourceI
     });
     return () => {
       closed = true;
-      input.clock.clearTimeout(timer);
+      debounce.cancel();
       stop();
     };
   },
