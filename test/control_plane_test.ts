@@ -6,8 +6,9 @@ import { NatsServer, pollUntil } from "./support/nats_server.ts";
 import {
   capturingLogger,
   routeFile,
+  routeYaml,
   startSubscribedSidecar,
-  writeAtomically,
+  writeAtomicallySync,
   writeRoute,
   writeRoutes,
 } from "./support/control_plane.ts";
@@ -102,9 +103,10 @@ Deno.test("a file change reaches two sidecars and an aggregator", async () => {
       const domains = () => replica.core.rules.domains.map((d) => d.domain);
       assertEquals(domains(), []);
 
-      // One change: a second route and Envoy AI Gateway's token rate limit example (a route and its policy).
-      await writeRoute(dir, { model: "model-b", port: 9 });
-      await Deno.copyFile(TOKEN_RATELIMIT, `${dir}/token_ratelimit.yaml`);
+      // One change: a second route and Envoy AI Gateway's token rate limit example (a route and its policy),
+      // written back to back.
+      writeAtomicallySync(routeFile(dir, "model-b"), routeYaml({ model: "model-b", port: 9 }));
+      Deno.copyFileSync(TOKEN_RATELIMIT, `${dir}/token_ratelimit.yaml`);
       const next = await pollUntil("the change to be published", () => {
         const s = c.controller.status();
         return (s.publishedRevision ?? 0) > first.revision && s.compiledHash === s.publishedHash
@@ -143,12 +145,10 @@ Deno.test("a bad change is rejected with its file and path, and the running conf
     const good = await sidecar.subscriber.applied(1, 10_000);
 
     // A typo in a field name and a route pointing at a backend that does not exist.
-    const broken = (await Deno.readTextFile(routeFile(dir, "model-a"))).replace("port: 9", "prot: 9");
-    await writeAtomically(routeFile(dir, "model-a"), broken);
-    await writeAtomically(
-      `${dir}/dangling.yaml`,
-      (await Deno.readTextFile(routeFile(dir, "model-a"))).split("---")[0]!.replaceAll("model-a", "model-x"),
-    );
+    // Written back to back: one change.
+    const original = await Deno.readTextFile(routeFile(dir, "model-a"));
+    writeAtomicallySync(routeFile(dir, "model-a"), original.replace("port: 9", "prot: 9"));
+    writeAtomicallySync(`${dir}/dangling.yaml`, original.split("---")[0]!.replaceAll("model-a", "model-x"));
     const rejected = await pollUntil(
       "the change to be rejected",
       () => c.lines.find((l) => l.msg === "Rejected a configuration change; keeping the last good snapshot"),
