@@ -5,6 +5,7 @@ import { assert, assertEquals } from "./support/assert.ts";
 import { NatsServer, pollUntil } from "./support/nats_server.ts";
 import {
   capturingLogger,
+  compileDir,
   routeFile,
   routeYaml,
   startSubscribedSidecar,
@@ -20,7 +21,7 @@ import { aggregatorRuleSet } from "../src/control/bus/aggregator_rules.ts";
 import { startConfigSubscriber } from "../src/actors/config_subscriber.ts";
 import { silentLogger } from "../src/observability/logger.ts";
 import { ConfigStore } from "../src/control/bus/config_store.ts";
-import { CONFIG_SCHEMA_VERSION, encodeSnapshot } from "../src/control/bus/config_snapshot.ts";
+import { CONFIG_SCHEMA_VERSION, configSnapshot, encodeSnapshot } from "../src/control/bus/config_snapshot.ts";
 import { readConfigCache } from "../src/actors/config_subscriber_cache.ts";
 
 const TOKEN_RATELIMIT = new URL("../testdata/resources/token_ratelimit/token_ratelimit.yaml", import.meta.url).pathname;
@@ -132,6 +133,30 @@ Deno.test("a file change reaches two sidecars and an aggregator", async () => {
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("rules an aggregator is given while it still connects are the rules it serves", async () => {
+  await using ns = await NatsServer.start();
+  const link = await connectNats({ servers: ns.url, name: "aggregator" });
+  const replica = startAggregator({
+    link,
+    replica: "agg-1",
+    ruleSet: emptyRuleSet(),
+    log: silentLogger(),
+    registry: new Registry(),
+    retryMs: 100,
+  });
+  try {
+    // As a config subscriber does with its cached snapshot at start, before JetStream is reached.
+    assertEquals(replica.notReadyReason(), "connecting to NATS JetStream");
+    const compiled = await compileDir([new URL(".", `file://${TOKEN_RATELIMIT}`).pathname]);
+    replica.setRules(aggregatorRuleSet(configSnapshot(compiled, { rateLimitDomain: "ai-gateway" })));
+    await pollUntil("the replica to run", () => replica.notReadyReason() === null || undefined);
+    assertEquals(replica.core.rules.domains.map((d) => d.domain), ["ai-gateway"]);
+  } finally {
+    await replica.stop();
+    await link.close();
   }
 });
 
