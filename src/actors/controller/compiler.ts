@@ -7,9 +7,13 @@
 import { fromPromise } from "xstate";
 import { compileGateway } from "../../control/compile/compile_gateway.ts";
 import { CompileMemo } from "../../control/compile/compile_memo.ts";
-import { CanonicalEncoder } from "../../control/bus/canonical_json.ts";
 import type { CompileOptions } from "../../control/compile/compiled.ts";
-import { configSnapshot, type EncodedSnapshot, encodeSnapshot } from "../../control/bus/config_snapshot.ts";
+import {
+  configSnapshot,
+  type EncodedSnapshot,
+  encodeSnapshot,
+  SnapshotEncoder,
+} from "../../control/bus/config_snapshot.ts";
 import { type ResourceError, sortErrors } from "../../control/resources/errors.ts";
 import { type LoadOptions, loadResources } from "../../control/resources/load.ts";
 import { checkResources } from "../../control/resources/references.ts";
@@ -37,11 +41,11 @@ export interface CompilerInput {
 
 export interface CompilerMemo {
   readonly compile: CompileMemo;
-  readonly encoder: CanonicalEncoder;
+  readonly encoder: SnapshotEncoder;
 }
 
 export function compilerMemo(): CompilerMemo {
-  return { compile: new CompileMemo(), encoder: new CanonicalEncoder() };
+  return { compile: new CompileMemo(), encoder: new SnapshotEncoder() };
 }
 
 export type CompileOutcome =
@@ -108,7 +112,8 @@ export async function compileSources(
     };
   }
   lap("costs");
-  const encoded = await encodeSnapshot(configSnapshot(compiled, { rateLimitDomain }), input.memo?.encoder);
+  const snapshot = configSnapshot(compiled, { rateLimitDomain });
+  const encoded = await (input.memo ? input.memo.encoder.encode(snapshot) : encodeSnapshot(snapshot));
   lap("encode + sha256");
   return {
     ok: true,
