@@ -110,7 +110,7 @@ export function compileCosts(costs: readonly CompiledCost[]): CompileCostsResult
   const seen = new Set<string>();
   for (const cost of costs) {
     const { route, metadataKey } = cost;
-    const id = JSON.stringify([route, metadataKey]);
+    const id = `${route}\u0000${metadataKey}`;
     if (seen.has(id)) {
       errors.push({ route, metadataKey, message: `Route "${route}" defines the cost "${metadataKey}" more than once` });
       continue;
@@ -126,10 +126,10 @@ export function compileCosts(costs: readonly CompiledCost[]): CompileCostsResult
 function compileCost(cost: CompiledCost): CostProgram | string {
   const { route, metadataKey } = cost;
   if (cost.type !== "CEL") return { route, metadataKey, type: cost.type, field: TOKEN_COSTS[cost.type] };
-  const what = `CEL cost "${metadataKey}" of route "${route}"`;
-  if (cost.cel === undefined) return `${what} has no expression`;
+  const what = () => `CEL cost "${metadataKey}" of route "${route}"`;
+  if (cost.cel === undefined) return `${what()} has no expression`;
   const outcome = celProgram(cost.cel);
-  if ("problem" in outcome) return `${what} ${outcome.problem}`;
+  if ("problem" in outcome) return `${what()} ${outcome.problem}`;
   return { route, metadataKey, type: "CEL", cel: cost.cel, run: outcome.run };
 }
 
