@@ -4,10 +4,14 @@
 // sidecars that materialise their snapshot with local secrets, one aggregator that rebuilds its rules).
 //
 //   deno run -A bench/config_bench.ts [--routes 10,2000] [--changes 30] [--layout files|single] [--debounce 50]
-//                                     [--breakdown]
+//                                     [--shape plain|rich] [--breakdown]
 //
 // --layout files (default): one file per route, the change rewrites one of them (a directory of manifests).
 // --layout single: every route in one file, so each change re-reads and re-parses all of them.
+// --shape plain (default): a route, its AIServiceBackend and its Backend per model.
+// --shape rich: besides, an API key BackendSecurityPolicy with its Secret and two request costs (a token count and a
+// CEL price) per route, and one token rate limit policy on the Gateway for all of them, so the sidecars resolve
+// credentials and compile costs and the aggregator rebuilds usage-fed rules for every route on each change.
 // --breakdown adds, per size, the median time of each stage: write → compile start (file events, debounce),
 // compile (read, validate, compile, encode), compiled → head seen by the first subscriber (gzip, chunk and head
 // puts, watch delivery), head seen → decoded (fetch, gunzip, checksum, parse; the slowest subscriber) and
@@ -26,8 +30,10 @@ import { buildSnapshot } from "../src/control/snapshot.ts";
 import { connectNats } from "../src/usage/nats_connection.ts";
 import { createLogger, silentLogger } from "../src/observability/logger.ts";
 import { ConfigStore } from "../src/control/bus/config_store.ts";
+import { secretEnvName } from "../src/control/secrets.ts";
 import { systemClock } from "../src/observability/clock.ts";
 import { intFlag } from "./support/flags.ts";
+import { RICH_GATEWAY, richRouteYaml } from "./support/config_shapes.ts";
 
 /** What a subscriber worker says: it applied `revision` at `at` (epoch ms, comparable across threads), having seen
  * its head at `head` and had it fetched and checked at `decoded`. */
@@ -45,11 +51,17 @@ const epochNow = () => performance.timeOrigin + performance.now();
 const workerScope = globalThis as unknown as {
   readonly name: string;
   postMessage(message: unknown): void;
-  onmessage: ((e: MessageEvent<{ url: string }>) => void) | null;
+  onmessage: ((e: MessageEvent<WorkerStart>) => void) | null;
 };
 
 /** A Worker: one subscriber, as a sidecar ("sidecar-…") or an aggregator runs it. */
-async function subscriber(name: string, url: string): Promise<void> {
+/** What a worker starts from: the NATS URL and the environment its sidecar resolves Secret keys from. */
+interface WorkerStart {
+  readonly url: string;
+  readonly env: Readonly<Record<string, string>>;
+}
+
+async function subscriber(name: string, { url, env }: WorkerStart): Promise<void> {
   const log = silentLogger();
   const link = await connectNats({ servers: url, name });
   // A second watch of the head, beside the subscriber's own: when each head arrived.
@@ -62,7 +74,7 @@ async function subscriber(name: string, url: string): Promise<void> {
   const sidecar = name.startsWith("sidecar")
     ? new SidecarConfig({
       initial: buildSnapshot(0, { models: [] }),
-      env: {},
+      env,
       clock: systemClock,
       log,
       secretsPollMs: 0,
@@ -100,6 +112,7 @@ async function main(): Promise<void> {
       routes: { type: "string", default: "10,2000" },
       changes: { type: "string", default: "30" },
       layout: { type: "string", default: "files" },
+      shape: { type: "string", default: "plain" },
       debounce: { type: "string", default: "50" },
       breakdown: { type: "boolean", default: false },
     },
@@ -109,15 +122,19 @@ async function main(): Promise<void> {
   const debounceMs = intFlag("debounce", values.debounce, 0);
   const layout = values.layout;
   if (layout !== "files" && layout !== "single") throw new Error(`--layout must be files or single, got "${layout}"`);
+  const shape = values.shape;
+  if (shape !== "plain" && shape !== "rich") throw new Error(`--shape must be plain or rich, got "${shape}"`);
+  const yamlOf = (model: string, port: number) =>
+    shape === "rich" ? richRouteYaml(model, port) : routeYaml({ model, port });
 
   const writeAll = async (dir: string, n: number, port: (i: number) => number) => {
     if (layout === "single") {
-      const docs = Array.from({ length: n }, (_, i) => routeYaml({ model: `model-${i}`, port: port(i) }));
+      const docs = Array.from({ length: n }, (_, i) => yamlOf(`model-${i}`, port(i)));
       await writeAtomically(`${dir}/routes.yaml`, docs.join("---\n"));
       return;
     }
     for (let i = 0; i < n; i++) {
-      await Deno.writeTextFile(routeFile(dir, `model-${i}`), routeYaml({ model: `model-${i}`, port: port(i) }));
+      await Deno.writeTextFile(routeFile(dir, `model-${i}`), yamlOf(`model-${i}`, port(i)));
     }
   };
 
@@ -137,7 +154,17 @@ async function main(): Promise<void> {
         applied.set(m.revision, byName);
         for (const wake of waiters.splice(0)) wake();
       };
-      w.postMessage({ url: ns.url });
+      // The API keys of the rich shape, as each sidecar's pod would have them.
+      const env = shape === "rich"
+        ? Object.fromEntries(
+          Array.from(
+            { length: routes },
+            (_, i) => [secretEnvName({ namespace: "default", name: `model-${i}-key`, key: "apiKey" }), "sk-bench"],
+          ),
+        )
+        : {};
+      const start: WorkerStart = { url: ns.url, env };
+      w.postMessage(start);
     }
     const allApplied = async (revision: number): Promise<AppliedMessage[]> => {
       const deadline = Date.now() + 120_000;
@@ -153,6 +180,7 @@ async function main(): Promise<void> {
     };
     try {
       await writeAll(dir, routes, () => 10_000);
+      if (shape === "rich") await Deno.writeTextFile(`${dir}/gateway.yaml`, RICH_GATEWAY);
       // When the controller finished each compile, and how long it took (its "Compiled the resources" line).
       const compiles: { at: number; ms: number }[] = [];
       const log = createLogger({
@@ -185,7 +213,7 @@ async function main(): Promise<void> {
         else {
           await writeAtomically(
             routeFile(dir, `model-${changed}`),
-            routeYaml({ model: `model-${changed}`, port: 10_000 + k }),
+            yamlOf(`model-${changed}`, 10_000 + k),
           );
         }
         const done = await allApplied(k + 1);
@@ -198,6 +226,17 @@ async function main(): Promise<void> {
         }
         stages.fetch.push(Math.max(...done.map((m) => m.decoded - m.head)));
         stages.apply.push(Math.max(...done.map((m) => m.at - m.decoded)));
+        if (Deno.env.get("CONFIG_BENCH_TRACE")) {
+          const f = (n: number | undefined) => (n ?? NaN).toFixed(0);
+          console.error(
+            `change ${k}: total ${f(ms.at(-1))} event ${f(stages.event.at(-1))} compile ${f(stages.compile.at(-1))} ` +
+              `publish ${f(stages.publish.at(-1))} ` +
+              done.map((m) =>
+                `${m.name} head ${f(m.head - started)} fetch ${f(m.decoded - m.head)} apply ${f(m.at - m.decoded)}`
+              )
+                .join(" | "),
+          );
+        }
         await new Promise((r) => setTimeout(r, 200));
       }
       await controller.stop();
@@ -210,7 +249,7 @@ async function main(): Promise<void> {
   };
 
   console.log(
-    `config propagation: ${changes} changes per size, layout ${layout}, debounce ${debounceMs} ms, ` +
+    `config propagation: ${changes} changes per size, layout ${layout}, shape ${shape}, debounce ${debounceMs} ms, ` +
       `subscribers: 2 sidecars + 1 aggregator (one Worker each)`,
   );
   console.log("| routes | p50 ms | p99 ms | max ms | min ms |");
@@ -250,7 +289,7 @@ interface Stages {
 }
 
 if (typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !== "undefined") {
-  workerScope.onmessage = (e) => void subscriber(workerScope.name, e.data.url);
+  workerScope.onmessage = (e) => void subscriber(workerScope.name, e.data);
 } else {
   await main();
 }

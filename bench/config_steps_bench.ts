@@ -3,7 +3,7 @@
 // gzip), then what each subscriber does with the bytes (gunzip, checksum + JSON.parse, envelope, materialise, the
 // aggregator's rules). Each step is timed alone, `--rounds` times, on the same directory the config bench uses.
 //
-//   deno run -A bench/config_steps_bench.ts [--routes 2000] [--rounds 15]
+//   deno run -A bench/config_steps_bench.ts [--routes 2000] [--rounds 15] [--shape plain|rich]
 import { parseArgs } from "node:util";
 import { routeFile, routeYaml, writeAtomically } from "../test/support/control_plane.ts";
 import { type CompilerInput, compilerMemo, compileSources } from "../src/actors/controller/compiler.ts";
@@ -15,11 +15,20 @@ import { buildSnapshot } from "../src/control/snapshot.ts";
 import { silentLogger } from "../src/observability/logger.ts";
 import { systemClock } from "../src/observability/clock.ts";
 import { intFlag } from "./support/flags.ts";
+import { RICH_GATEWAY, richRouteYaml } from "./support/config_shapes.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { routes: { type: "string", default: "2000" }, rounds: { type: "string", default: "15" } },
+  options: {
+    routes: { type: "string", default: "2000" },
+    rounds: { type: "string", default: "15" },
+    shape: { type: "string", default: "plain" },
+  },
 });
+const shape = values.shape;
+if (shape !== "plain" && shape !== "rich") throw new Error(`--shape must be plain or rich, got "${shape}"`);
+const yamlOf = (model: string, port: number) =>
+  shape === "rich" ? richRouteYaml(model, port) : routeYaml({ model, port });
 const routes = intFlag("routes", values.routes, 1);
 const rounds = intFlag("rounds", values.rounds, 1);
 
@@ -36,8 +45,9 @@ const time = async <T>(step: string, fn: () => T | Promise<T>): Promise<T> => {
 
 try {
   for (let i = 0; i < routes; i++) {
-    await Deno.writeTextFile(routeFile(dir, `model-${i}`), routeYaml({ model: `model-${i}`, port: 10_000 }));
+    await Deno.writeTextFile(routeFile(dir, `model-${i}`), yamlOf(`model-${i}`, 10_000));
   }
+  if (shape === "rich") await Deno.writeTextFile(`${dir}/gateway.yaml`, RICH_GATEWAY);
   const input: CompilerInput = {
     paths: [dir],
     env: {},
@@ -59,7 +69,7 @@ try {
     const changed = k % routes;
     await writeAtomically(
       routeFile(dir, `model-${changed}`),
-      routeYaml({ model: `model-${changed}`, port: 10_000 + k }),
+      yamlOf(`model-${changed}`, 10_000 + k),
     );
     const out = await time("controller: compile (all steps)", () => compileSources(input, { timings: record }));
     if (!out.ok) throw new Error("A change did not compile");
@@ -74,7 +84,9 @@ try {
   }
   sidecar[Symbol.dispose]();
   const first2 = first.encoded.bytes.length;
-  console.log(`config steps: ${routes} routes, ${rounds} rounds, snapshot ${(first2 / 1e6).toFixed(2)} MB canonical`);
+  console.log(
+    `config steps: ${routes} routes (${shape}), ${rounds} rounds, snapshot ${(first2 / 1e6).toFixed(2)} MB canonical`,
+  );
   console.log("| step | p50 ms | max ms |");
   console.log("| ---- | -----: | -----: |");
   for (const [step, list] of times) {
