@@ -112,15 +112,26 @@ export const kubernetesSourceActor = fromCallback<EventObject, KubernetesSourceI
     const synced = new Set<string>();
     let closed = false;
 
+    // Each object's parse, kept while its document reads the same: an unchanged object gives the compiler the same
+    // resource objects again, which is what lets it reuse what it compiled from them (compile_memo.ts), as the
+    // loader's cache does for files.
+    const parsedByKey = new Map<
+      string,
+      { readonly text: string; readonly result: ReturnType<typeof parseResources> }
+    >();
     const emit = () => {
       if (closed || synced.size < kinds.length) return;
       const resources: Resource[] = [];
       const errors: ResourceError[] = [];
       for (const [key, { kind, object }] of [...objects].sort(([a], [b]) => a.localeCompare(b))) {
-        const parsed = parseResources(JSON.stringify(asDocument(kind, object)), `kubernetes:${key}`);
+        const text = JSON.stringify(asDocument(kind, object));
+        const hit = parsedByKey.get(key);
+        const parsed = hit?.text === text ? hit.result : parseResources(text, `kubernetes:${key}`);
+        parsedByKey.set(key, { text, result: parsed });
         resources.push(...parsed.resources);
         errors.push(...parsed.errors);
       }
+      for (const key of parsedByKey.keys()) if (!objects.has(key)) parsedByKey.delete(key);
       sendBack({ type: "source.kubernetes", resources, errors });
     };
     const debounce = adaptiveDebounce(input.clock, input.debounceMs ?? 100, emit);
