@@ -32,6 +32,8 @@ export interface CompilerInput {
   /** For ${VAR} substitution in files. */
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly cache: NonNullable<LoadOptions["cache"]>;
+  /** The YAML files changed since the last compile with this cache (absolute paths), or "all" (the default). */
+  readonly changed?: ReadonlySet<string> | "all";
   /** What the previous compile and encoding can lend this one (see compile_memo.ts); the controller keeps one. */
   readonly memo?: CompilerMemo;
   readonly compile: Pick<CompileOptions, "extProcTarget" | "rateLimit" | "listenerHost" | "listenerPort"> & {
@@ -75,7 +77,12 @@ export async function compileSources(
     mark = now;
   };
   const fromFiles = input.paths.length > 0
-    ? await loadResources(input.paths, { env: input.env, cache: input.cache, checkReferences: false })
+    ? await loadResources(input.paths, {
+      env: input.env,
+      cache: input.cache,
+      checkReferences: false,
+      ...(input.changed === undefined || input.changed === "all" ? {} : { changed: input.changed }),
+    })
     : { resources: [], errors: [] };
   lap("load");
   // References are checked once, across both sources, and the index built for that is the compiler's. The

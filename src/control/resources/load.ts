@@ -1,6 +1,7 @@
 // Reads resource files (or directories of *.yaml / *.yml), splits multi-document YAML, substitutes ${VAR}s, checks
 // every document against its schema and then the references between resources. Nothing stops at the first problem:
 // the result carries every error, each with file, document index, resource, field path and (when known) line.
+import { resolve } from "node:path";
 import YAML, { type Document, LineCounter } from "yaml";
 import type { core } from "zod";
 import {
@@ -46,6 +47,13 @@ export interface LoadOptions {
    * once, across every source, and hands the index it built to the compiler.
    */
   readonly checkReferences?: boolean;
+  /**
+   * Absolute paths of the YAML files that changed since the last load with this `cache`, from file events (the
+   * controller's directory source). When given, a cached file not among them is taken from the cache without being
+   * read. One that is neither found by this load nor gone from disk (spelled another way than the walk found it, e.g.
+   * through a symlink) makes this load read every file. Without it, every file is read.
+   */
+  readonly changed?: ReadonlySet<string>;
 }
 
 export async function loadResources(paths: readonly string[], options: LoadOptions = {}): Promise<LoadResult> {
@@ -54,14 +62,16 @@ export async function loadResources(paths: readonly string[], options: LoadOptio
   const ignored: IgnoredDocument[] = [];
   const seen = new Set<string>();
   const pause = new Pause();
+  const listed: { entry: string; files: string[] }[] = [];
   for (const entry of paths) {
     const files = resourceFiles(entry);
-    if ("error" in files) {
-      errors.push({ file: entry, path: "", message: files.error });
-      continue;
-    }
-    const texts = await readAll(files.files);
-    for (const [i, file] of files.files.entries()) {
+    if ("error" in files) errors.push({ file: entry, path: "", message: files.error });
+    else listed.push({ entry, files: files.files });
+  }
+  const stale = staleFiles(listed.flatMap((l) => l.files), options);
+  for (const { files } of listed) {
+    const texts = await readAll(files, stale, options.cache);
+    for (const [i, file] of files.entries()) {
       await pause.maybe();
       const read = texts[i]!;
       if ("error" in read) {
@@ -90,10 +100,19 @@ export async function loadResources(paths: readonly string[], options: LoadOptio
  * asynchronous reads (no promise and no thread hop per file), and the pauses keep the process answering meanwhile
  * (the controller renews its lease while it loads).
  */
-async function readAll(files: readonly string[]): Promise<({ text: string } | { error: unknown })[]> {
+async function readAll(
+  files: readonly string[],
+  stale: (file: string) => boolean,
+  cache: LoadOptions["cache"],
+): Promise<({ text: string } | { error: unknown })[]> {
   const out = new Array<{ text: string } | { error: unknown }>(files.length);
   const pause = new Pause();
   for (const [i, file] of files.entries()) {
+    const cached = cache?.get(file);
+    if (cached && !stale(file)) {
+      out[i] = { text: cached.text };
+      continue;
+    }
     await pause.maybe();
     try {
       out[i] = { text: Deno.readTextFileSync(file) };
@@ -102,6 +121,24 @@ async function readAll(files: readonly string[]): Promise<({ text: string } | { 
     }
   }
   return out;
+}
+
+/** Whether a file must be read again (see LoadOptions.changed): every one, unless the changes are all accounted for. */
+function staleFiles(files: readonly string[], options: LoadOptions): (file: string) => boolean {
+  const changed = options.changed;
+  if (!changed || !options.cache) return () => true;
+  const absolute = new Map(files.map((f) => [f, resolve(f)]));
+  const found = new Set(absolute.values());
+  for (const path of changed) {
+    if (found.has(path)) continue;
+    try {
+      Deno.lstatSync(path);
+    } catch {
+      continue; // Gone: the walk no longer lists it, and the cache drops it.
+    }
+    return () => true;
+  }
+  return (file) => changed.has(absolute.get(file) ?? resolve(file));
 }
 
 /** Gives the event loop back (timers, I/O) once `everyMs` of work has passed since the last time. */
