@@ -237,7 +237,7 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
 }
 
 /**
- * Level 1: at 2,000 routes it writes 130 KB instead of level 6's 87 KB in a tenth of the time (the text is repetitive
+ * Level 1: at 2,000 routes (1.7 MB) it writes 117 KB in 3 ms where level 6 writes 77 KB in 8 (the text is repetitive
  * enough that the fastest level keeps most of the gain), and reading is as fast. node:zlib, synchronous: a few
  * milliseconds for megabytes, where a CompressionStream took tens of milliseconds through its stream machinery.
  */
