@@ -12,6 +12,7 @@ import {
   decodeSnapshot,
   encodeSnapshot,
   IncompatibleSnapshotError,
+  SnapshotEncoder,
 } from "../src/control/bus/config_snapshot.ts";
 import { ChunkGoneError, ConfigStore, PublishConflictError } from "../src/control/bus/config_store.ts";
 import { LeaseLostError, LeaseStore } from "../src/control/bus/lease.ts";
@@ -54,6 +55,43 @@ Deno.test("a config snapshot hashes the same however it was built and carries no
   assertEquals(decoded.snapshot.gateway.models, compiled.models);
 });
 
+Deno.test("a snapshot writes the clusters' common upstream filter once, and decoding puts it back", async () => {
+  const compiled = await compileDir([BASIC]);
+  assert(compiled.edge.clusters.length > 1, "the example needs several clusters");
+  const encoded = await encodeSnapshot(configSnapshot(compiled, { rateLimitDomain: "ai-gateway" }));
+  const wire = JSON.parse(new TextDecoder().decode(encoded.bytes));
+  assertEquals(
+    wire.gateway.edge.upstreamExtProc,
+    JSON.parse(JSON.stringify(compiled.edge.clusters[0]!.upstreamExtProc)),
+  );
+  assert(
+    wire.gateway.edge.clusters.every((c: Record<string, unknown>) => !("upstreamExtProc" in c)),
+    "a cluster still carries the filter",
+  );
+  const decoded = await decodeSnapshot(encoded.bytes, encoded.hash);
+  assertEquals(decoded.snapshot.gateway.edge, JSON.parse(JSON.stringify(compiled.edge)));
+  // The remembering encoder writes the same bytes.
+  assertEquals((await new SnapshotEncoder().encode(encoded.snapshot)).hash, encoded.hash);
+
+  // Clusters without one common filter are written as they are.
+  const mixed = {
+    ...compiled,
+    edge: {
+      ...compiled.edge,
+      clusters: [
+        { ...compiled.edge.clusters[0]! },
+        ...compiled.edge.clusters.slice(1).map(({ upstreamExtProc: _, ...c }) => c),
+      ],
+    },
+  };
+  const plain = await encodeSnapshot(configSnapshot(mixed, { rateLimitDomain: "ai-gateway" }));
+  assertEquals(JSON.parse(new TextDecoder().decode(plain.bytes)).gateway.edge.upstreamExtProc, undefined);
+  assertEquals(
+    (await decodeSnapshot(plain.bytes, plain.hash)).snapshot.gateway.edge,
+    JSON.parse(JSON.stringify(mixed.edge)),
+  );
+});
+
 Deno.test("decodeSnapshot refuses a wrong hash and another schema version", async () => {
   const compiled = await compileDir([BASIC]);
   const good = await encodeSnapshot(configSnapshot(compiled, { rateLimitDomain: "ai-gateway" }));
@@ -75,7 +113,7 @@ Deno.test("a snapshot bigger than one chunk is written as chunks plus a head and
     assertEquals((await store.readHead())?.head, first.head);
     const fetched = await store.fetch(first.head);
     assertEquals(fetched.hash, encoded.hash);
-    assertEquals(fetched.snapshot, JSON.parse(new TextDecoder().decode(encoded.bytes)));
+    assertEquals(fetched.snapshot, JSON.parse(JSON.stringify(encoded.snapshot)));
 
     // Publishing from a stale head is refused: the head is compare-and-set.
     await assertRejects(() => store.publish(encoded, undefined, "stale"), PublishConflictError);

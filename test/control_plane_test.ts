@@ -5,9 +5,11 @@ import { assert, assertEquals } from "./support/assert.ts";
 import { NatsServer, pollUntil } from "./support/nats_server.ts";
 import {
   capturingLogger,
+  compileDir,
   routeFile,
+  routeYaml,
   startSubscribedSidecar,
-  writeAtomically,
+  writeAtomicallySync,
   writeRoute,
   writeRoutes,
 } from "./support/control_plane.ts";
@@ -19,7 +21,7 @@ import { aggregatorRuleSet } from "../src/control/bus/aggregator_rules.ts";
 import { startConfigSubscriber } from "../src/actors/config_subscriber.ts";
 import { silentLogger } from "../src/observability/logger.ts";
 import { ConfigStore } from "../src/control/bus/config_store.ts";
-import { CONFIG_SCHEMA_VERSION, encodeSnapshot } from "../src/control/bus/config_snapshot.ts";
+import { CONFIG_SCHEMA_VERSION, configSnapshot, encodeSnapshot } from "../src/control/bus/config_snapshot.ts";
 import { readConfigCache } from "../src/actors/config_subscriber_cache.ts";
 
 const TOKEN_RATELIMIT = new URL("../testdata/resources/token_ratelimit/token_ratelimit.yaml", import.meta.url).pathname;
@@ -102,9 +104,10 @@ Deno.test("a file change reaches two sidecars and an aggregator", async () => {
       const domains = () => replica.core.rules.domains.map((d) => d.domain);
       assertEquals(domains(), []);
 
-      // One change: a second route and Envoy AI Gateway's token rate limit example (a route and its policy).
-      await writeRoute(dir, { model: "model-b", port: 9 });
-      await Deno.copyFile(TOKEN_RATELIMIT, `${dir}/token_ratelimit.yaml`);
+      // One change: a second route and Envoy AI Gateway's token rate limit example (a route and its policy),
+      // written back to back.
+      writeAtomicallySync(routeFile(dir, "model-b"), routeYaml({ model: "model-b", port: 9 }));
+      Deno.copyFileSync(TOKEN_RATELIMIT, `${dir}/token_ratelimit.yaml`);
       const next = await pollUntil("the change to be published", () => {
         const s = c.controller.status();
         return (s.publishedRevision ?? 0) > first.revision && s.compiledHash === s.publishedHash
@@ -133,6 +136,30 @@ Deno.test("a file change reaches two sidecars and an aggregator", async () => {
   }
 });
 
+Deno.test("rules an aggregator is given while it still connects are the rules it serves", async () => {
+  await using ns = await NatsServer.start();
+  const link = await connectNats({ servers: ns.url, name: "aggregator" });
+  const replica = startAggregator({
+    link,
+    replica: "agg-1",
+    ruleSet: emptyRuleSet(),
+    log: silentLogger(),
+    registry: new Registry(),
+    retryMs: 100,
+  });
+  try {
+    // As a config subscriber does with its cached snapshot at start, before JetStream is reached.
+    assertEquals(replica.notReadyReason(), "connecting to NATS JetStream");
+    const compiled = await compileDir([new URL(".", `file://${TOKEN_RATELIMIT}`).pathname]);
+    replica.setRules(aggregatorRuleSet(configSnapshot(compiled, { rateLimitDomain: "ai-gateway" })));
+    await pollUntil("the replica to run", () => replica.notReadyReason() === null || undefined);
+    assertEquals(replica.core.rules.domains.map((d) => d.domain), ["ai-gateway"]);
+  } finally {
+    await replica.stop();
+    await link.close();
+  }
+});
+
 Deno.test("a bad change is rejected with its file and path, and the running config stays", async () => {
   await using ns = await NatsServer.start();
   const dir = await Deno.makeTempDir({ prefix: "tollgate-cp-" });
@@ -143,12 +170,10 @@ Deno.test("a bad change is rejected with its file and path, and the running conf
     const good = await sidecar.subscriber.applied(1, 10_000);
 
     // A typo in a field name and a route pointing at a backend that does not exist.
-    const broken = (await Deno.readTextFile(routeFile(dir, "model-a"))).replace("port: 9", "prot: 9");
-    await writeAtomically(routeFile(dir, "model-a"), broken);
-    await writeAtomically(
-      `${dir}/dangling.yaml`,
-      (await Deno.readTextFile(routeFile(dir, "model-a"))).split("---")[0]!.replaceAll("model-a", "model-x"),
-    );
+    // Written back to back: one change.
+    const original = await Deno.readTextFile(routeFile(dir, "model-a"));
+    writeAtomicallySync(routeFile(dir, "model-a"), original.replace("port: 9", "prot: 9"));
+    writeAtomicallySync(`${dir}/dangling.yaml`, original.split("---")[0]!.replaceAll("model-a", "model-x"));
     const rejected = await pollUntil(
       "the change to be rejected",
       () => c.lines.find((l) => l.msg === "Rejected a configuration change; keeping the last good snapshot"),

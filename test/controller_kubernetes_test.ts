@@ -130,6 +130,10 @@ Deno.test("the Kubernetes source reports nothing until every kind has synced, th
   const second = await pollUntil("the second report", () => events[1]);
   const route = second.resources.find((r) => r.kind === "AIGatewayRoute")!;
   assertEquals((route.spec as { rules: { matches: unknown[] }[] }).rules[0]!.matches.length, 2);
+  // Objects that did not change are the same resources as before (what lets the compiler reuse their results).
+  const backend = (e: KubernetesSourceEvent) => e.resources.find((r) => r.kind === "Backend");
+  assert(backend(second) === backend(first), "an unchanged object was parsed again");
+  assert(route !== first.resources.find((r) => r.kind === "AIGatewayRoute"), "a changed object was kept");
 
   actor.stop();
   assert(watcher.stopped);

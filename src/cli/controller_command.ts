@@ -57,7 +57,8 @@ ${NATS_HELP}
   --admin ADDR             admin HTTP port for /metrics, /healthz, /readyz (default :1064; "off" disables it)
   --id ID                  this controller's name in the lease and the heads it writes (default: the host name)
   --lease-ttl SECONDS      lease time to live: how long a dead leader blocks a standby (default 15)
-  --debounce SECONDS       quiet time after a file event before compiling (default 0.05)
+  --debounce SECONDS       quiet time that ends a burst of file events before compiling (default 0.05); a
+                           change after a quiet spell compiles after 5 ms
   --extproc-target ADDR    the sidecars' ExtProc address in the compiled Envoy topology
                            (default unix:///run/tollgate/extproc.sock)
   --rls-target ADDR        the rate limit service in the compiled Envoy topology (default ${DEFAULT_RLS_TARGET})

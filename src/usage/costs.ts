@@ -110,7 +110,7 @@ export function compileCosts(costs: readonly CompiledCost[]): CompileCostsResult
   const seen = new Set<string>();
   for (const cost of costs) {
     const { route, metadataKey } = cost;
-    const id = JSON.stringify([route, metadataKey]);
+    const id = `${route}\u0000${metadataKey}`;
     if (seen.has(id)) {
       errors.push({ route, metadataKey, message: `Route "${route}" defines the cost "${metadataKey}" more than once` });
       continue;
@@ -126,20 +126,46 @@ export function compileCosts(costs: readonly CompiledCost[]): CompileCostsResult
 function compileCost(cost: CompiledCost): CostProgram | string {
   const { route, metadataKey } = cost;
   if (cost.type !== "CEL") return { route, metadataKey, type: cost.type, field: TOKEN_COSTS[cost.type] };
-  const what = `CEL cost "${metadataKey}" of route "${route}"`;
-  if (cost.cel === undefined) return `${what} has no expression`;
+  const what = () => `CEL cost "${metadataKey}" of route "${route}"`;
+  if (cost.cel === undefined) return `${what()} has no expression`;
+  const outcome = celProgram(cost.cel);
+  if ("problem" in outcome) return `${what()} ${outcome.problem}`;
+  return { route, metadataKey, type: "CEL", cel: cost.cel, run: outcome.run };
+}
+
+type CelOutcome = { readonly run: (bindings: CostBindings) => CelResult } | { readonly problem: string };
+
+/**
+ * Compiled expressions by their text. Compiling one takes a few hundred microseconds (parse, type inference, plan,
+ * the zero-token run), and every config load compiles every route's costs — the controller on each change and each
+ * sidecar on each snapshot: with thousands of routes that was the larger part of a change's time. Routes mostly
+ * share a few expressions, and a change leaves most of them as they were. A plan is a pure function of its text.
+ */
+const celPrograms = new Map<string, CelOutcome>();
+const KEPT_CEL_PROGRAMS = 10_000;
+
+function celProgram(text: string): CelOutcome {
+  let outcome = celPrograms.get(text);
+  if (outcome) return outcome;
+  outcome = compileCel(text);
+  celPrograms.set(text, outcome);
+  if (celPrograms.size > KEPT_CEL_PROGRAMS) celPrograms.delete(celPrograms.keys().next().value!);
+  return outcome;
+}
+
+function compileCel(text: string): CelOutcome {
   let parsed: ReturnType<typeof parse>;
   try {
-    parsed = parse(cost.cel);
+    parsed = parse(text);
   } catch (e) {
-    return `${what} does not parse: ${e instanceof Error ? e.message : String(e)}`;
+    return { problem: `does not parse: ${e instanceof Error ? e.message : String(e)}` };
   }
   try {
     for (const t of resultTypes(parsed.expr, new Map())) {
-      if (!isScalar(t, "int", "uint", "dyn")) return `${what} must return an int or a uint, not ${t}`;
+      if (!isScalar(t, "int", "uint", "dyn")) return { problem: `must return an int or a uint, not ${t}` };
     }
   } catch (e) {
-    if (e instanceof CelTypeError) return `${what} ${e.message}`;
+    if (e instanceof CelTypeError) return { problem: e.message };
     throw e;
   }
   const run: (bindings: CostBindings) => CelResult = plan(env, parsed);
@@ -148,8 +174,8 @@ function compileCost(cost: CompiledCost): CostProgram | string {
   const zero = costValue(
     run(new CostBindings({ model: "dummy", backend: "dummy", routeName: "dummy", usage: ZERO_USAGE })),
   );
-  if (typeof zero === "string") return `${what} fails on a test run with zero tokens and "dummy" names: ${zero}`;
-  return { route, metadataKey, type: "CEL", cel: cost.cel, run };
+  if (typeof zero === "string") return { problem: `fails on a test run with zero tokens and "dummy" names: ${zero}` };
+  return { run };
 }
 
 const ZERO_USAGE: TokenUsage = Object.fromEntries(Object.values(TOKEN_COSTS).map((f) => [f, 0]));

@@ -201,3 +201,23 @@ Deno.test("evaluateCosts leaves a cost absent, not 0, when the counts it needs w
     assertEquals(result, { values: expected === undefined ? {} : { k: expected }, errors: [] }, name);
   }
 });
+
+Deno.test("compileCosts compiles an expression once for every route that uses it, and names each route", () => {
+  const text = "input_tokens * 3u + output_tokens";
+  const result = compileCosts(
+    ["default/a", "default/b"].map((route) => ({ route, metadataKey: "k", type: "CEL", cel: text })),
+  );
+  if (!result.ok) throw new Error(result.errors.map((e) => e.message).join("\n"));
+  const [a, b] = result.costs;
+  assert(a?.type === "CEL" && b?.type === "CEL", "expected two CEL programs");
+  assertEquals([a.route, b.route], ["default/a", "default/b"]);
+  assert(a.run === b.run, "the expression was compiled twice");
+  assertEquals(evaluateCosts([b], facts()).values, { k: 620 });
+
+  // A bad expression is refused again (it was remembered as bad), naming the route that uses it each time.
+  for (const route of ["default/a", "default/b"]) {
+    const bad = compileCosts([{ route, metadataKey: "k", type: "CEL", cel: "input_tokens * 3" }]);
+    assert(!bad.ok, "a signed multiplier was accepted");
+    assertMatch(bad.errors[0]!.message, new RegExp(`^CEL cost "k" of route "${route}" `));
+  }
+});

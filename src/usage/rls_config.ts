@@ -183,6 +183,9 @@ function toLimit(r: z.infer<typeof rateLimitSchema>, at: readonly PathSegment[],
 export function rulesFromCompiled(rules: readonly RateLimitRule[], options: RlsConfigOptions = {}): RlsConfigResult {
   const errors: ResourceError[] = [...checkOptions(options)];
   type Draft = { key: string; value?: string; limit?: LimitSpec; shadowMode: boolean; children: Draft[] };
+  // Each level's nodes by key and value as well as in order: every rule starts with its route's own descriptor, so
+  // the first level has a node per route, and finding one by scanning made thousands of routes quadratic.
+  const levels = new WeakMap<Draft[], Map<string, Draft>>();
   const roots = new Map<string, Draft[]>();
   for (const rule of rules) {
     const at = { file: "", kind: "BackendTrafficPolicy", name: rule.policy };
@@ -195,10 +198,14 @@ export function rulesFromCompiled(rules: readonly RateLimitRule[], options: RlsC
     roots.set(rule.domain, level);
     let node: Draft | undefined;
     for (const d of rule.descriptors) {
-      node = level.find((n) => n.key === d.key && n.value === d.value);
+      let byKey = levels.get(level);
+      if (!byKey) levels.set(level, byKey = new Map());
+      const id = `${d.key}\u0000${d.value ?? ""}\u0000${d.value === undefined}`;
+      node = byKey.get(id);
       if (!node) {
         node = { key: d.key, ...(d.value === undefined ? {} : { value: d.value }), shadowMode: false, children: [] };
         level.push(node);
+        byKey.set(id, node);
       }
       level = node.children;
     }

@@ -106,6 +106,16 @@ export async function writeAtomically(path: string, text: string): Promise<void>
   await Deno.rename(tmp, path);
 }
 
+/**
+ * writeAtomically without giving the event loop a turn: files written one after the other this way land within the
+ * controller's settle time (debounce.ts), so they are one change, as a `cp` of several files is.
+ */
+export function writeAtomicallySync(path: string, text: string): void {
+  const tmp = `${path}.${crypto.randomUUID()}.tmp`;
+  Deno.writeTextFileSync(tmp, text);
+  Deno.renameSync(tmp, path);
+}
+
 export async function writeRoute(dir: string, r: RouteSpec): Promise<void> {
   await writeAtomically(routeFile(dir, r.model), routeYaml(r));
 }

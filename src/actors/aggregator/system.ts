@@ -190,7 +190,13 @@ export const aggregatorSystemMachine = setup({
     error: undefined,
   }),
   initial: "booting",
-  on: { "aggregator.kill": ".stopped" },
+  on: {
+    "aggregator.kill": ".stopped",
+    // Rules that arrive while no folder or RLS runs yet (a config subscriber applies its cached snapshot, or a
+    // snapshot from NATS, while JetStream is still connecting) go straight into the core, which both start from;
+    // `running` hands later ones to its actors instead.
+    "aggregator.setRules": { actions: ({ context, event }) => void context.core.setRules(event.ruleSet) },
+  },
   states: {
     booting: {
       initial: "trying",

@@ -6,11 +6,17 @@
 // routes in a directory, YAML parsing would otherwise dominate the time from a change to its publication.
 import { fromPromise } from "xstate";
 import { compileGateway } from "../../control/compile/compile_gateway.ts";
+import { CompileMemo } from "../../control/compile/compile_memo.ts";
 import type { CompileOptions } from "../../control/compile/compiled.ts";
-import { configSnapshot, type EncodedSnapshot, encodeSnapshot } from "../../control/bus/config_snapshot.ts";
-import { formatResourceError, type ResourceError, sortErrors } from "../../control/resources/errors.ts";
+import {
+  configSnapshot,
+  type EncodedSnapshot,
+  encodeSnapshot,
+  SnapshotEncoder,
+} from "../../control/bus/config_snapshot.ts";
+import { type ResourceError, sortErrors } from "../../control/resources/errors.ts";
 import { type LoadOptions, loadResources } from "../../control/resources/load.ts";
-import { validateReferences } from "../../control/resources/references.ts";
+import { checkResources } from "../../control/resources/references.ts";
 import { qualifiedName, type Resource } from "../../control/resources/resource.ts";
 import { policySecretRefs } from "../../control/resources/backend_security_policy.ts";
 import { compileCosts } from "../../usage/costs.ts";
@@ -26,9 +32,22 @@ export interface CompilerInput {
   /** For ${VAR} substitution in files. */
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly cache: NonNullable<LoadOptions["cache"]>;
+  /** The YAML files changed since the last compile with this cache (absolute paths), or "all" (the default). */
+  readonly changed?: ReadonlySet<string> | "all";
+  /** What the previous compile and encoding can lend this one (see compile_memo.ts); the controller keeps one. */
+  readonly memo?: CompilerMemo;
   readonly compile: Pick<CompileOptions, "extProcTarget" | "rateLimit" | "listenerHost" | "listenerPort"> & {
     readonly rateLimitDomain: string;
   };
+}
+
+export interface CompilerMemo {
+  readonly compile: CompileMemo;
+  readonly encoder: SnapshotEncoder;
+}
+
+export function compilerMemo(): CompilerMemo {
+  return { compile: new CompileMemo(), encoder: new SnapshotEncoder() };
 }
 
 export type CompileOutcome =
@@ -43,22 +62,38 @@ export type CompileOutcome =
   }
   | { readonly ok: false; readonly errors: readonly ResourceError[] };
 
-export async function compileSources(input: CompilerInput): Promise<CompileOutcome> {
+/** Receives how long each step of a compile took (the step bench reads it). */
+export type CompileTimings = (step: string, ms: number) => void;
+
+export async function compileSources(
+  input: CompilerInput,
+  o: { readonly timings?: CompileTimings } = {},
+): Promise<CompileOutcome> {
   const started = performance.now();
+  let mark = started;
+  const lap = (step: string) => {
+    const now = performance.now();
+    o.timings?.(step, now - mark);
+    mark = now;
+  };
   const fromFiles = input.paths.length > 0
-    ? await loadResources(input.paths, { env: input.env, cache: input.cache })
+    ? await loadResources(input.paths, {
+      env: input.env,
+      cache: input.cache,
+      checkReferences: false,
+      ...(input.changed === undefined || input.changed === "all" ? {} : { changed: input.changed }),
+    })
     : { resources: [], errors: [] };
-  let resources: readonly Resource[] = fromFiles.resources;
-  let errors: ResourceError[] = [...fromFiles.errors];
-  // References are checked across both sources: drop the files-only verdict and check the union. The controller
-  // never needs a Secret's value (snapshots carry references; each sidecar reads its own mounts), so a Secret that
-  // is referenced but not among the sources — the usual case: Secrets are mounted into the gateway pods, not put in
-  // the controller's ConfigMap — is no error here, in either source.
-  const filesOnly = new Set(validateReferences(fromFiles.resources).map(formatResourceError));
-  errors = errors.filter((e) => !filesOnly.has(formatResourceError(e)));
-  resources = [...resources, ...(input.kubernetes?.resources ?? [])];
+  lap("load");
+  // References are checked once, across both sources, and the index built for that is the compiler's. The
+  // controller never needs a Secret's value (snapshots carry references; each sidecar reads its own mounts), so a
+  // Secret that is referenced but not among the sources — the usual case: Secrets are mounted into the gateway pods,
+  // not put in the controller's ConfigMap — is no error here, in either source.
+  let resources: readonly Resource[] = [...fromFiles.resources, ...(input.kubernetes?.resources ?? [])];
   resources = [...resources, ...unreadSecrets(resources)];
-  errors.push(...(input.kubernetes?.errors ?? []), ...validateReferences(resources));
+  const checked = checkResources(resources);
+  const errors = [...fromFiles.errors, ...(input.kubernetes?.errors ?? []), ...checked.errors];
+  lap("validate");
   if (errors.length > 0) return { ok: false, errors: sortErrors(errors) };
   const { rateLimitDomain, ...compileOptions } = input.compile;
   const compiled = compileGateway(resources, {
@@ -67,7 +102,8 @@ export async function compileSources(input: CompilerInput): Promise<CompileOutco
     ...compileOptions,
     // Limits always compile (the aggregators enforce them); the target only matters to a rendered Envoy config.
     rateLimit: compileOptions.rateLimit ?? { target: DEFAULT_RLS_TARGET, domain: rateLimitDomain },
-  });
+  }, { checked, ...(input.memo ? { memo: input.memo.compile } : {}) });
+  lap("compile");
   if (!compiled.ok) return { ok: false, errors: compiled.errors };
   const costs = compileCosts(compiled.llmRequestCosts);
   if (!costs.ok) {
@@ -82,7 +118,10 @@ export async function compileSources(input: CompilerInput): Promise<CompileOutco
       })),
     };
   }
-  const encoded = await encodeSnapshot(configSnapshot(compiled, { rateLimitDomain }));
+  lap("costs");
+  const snapshot = configSnapshot(compiled, { rateLimitDomain });
+  const encoded = await (input.memo ? input.memo.encoder.encode(snapshot) : encodeSnapshot(snapshot));
+  lap("encode + sha256");
   return {
     ok: true,
     encoded,

@@ -13,6 +13,7 @@ import type { Logger } from "../../observability/logger.ts";
 import type { ResourceError } from "../../control/resources/errors.ts";
 import { parseResources } from "../../control/resources/load.ts";
 import type { Resource } from "../../control/resources/resource.ts";
+import { adaptiveDebounce } from "./debounce.ts";
 
 export interface KubernetesKind {
   readonly apiVersion: string;
@@ -72,7 +73,7 @@ export interface KubernetesSourceInput {
   readonly clock: Clock;
   readonly log: Logger;
   readonly kinds?: readonly KubernetesKind[];
-  /** Quiet time after the last event (default 100 ms). */
+  /** Quiet time within a burst of events (default 100 ms); a change after a quiet spell waits 5 ms (debounce.ts). */
   readonly debounceMs?: number;
 }
 
@@ -109,24 +110,32 @@ export const kubernetesSourceActor = fromCallback<EventObject, KubernetesSourceI
     const kinds = input.kinds ?? WATCHED_KINDS;
     const objects = new Map<string, { kind: KubernetesKind; object: KubernetesObject }>();
     const synced = new Set<string>();
-    let timer: unknown;
     let closed = false;
 
+    // Each object's parse, kept while its document reads the same: an unchanged object gives the compiler the same
+    // resource objects again, which is what lets it reuse what it compiled from them (compile_memo.ts), as the
+    // loader's cache does for files.
+    const parsedByKey = new Map<
+      string,
+      { readonly text: string; readonly result: ReturnType<typeof parseResources> }
+    >();
     const emit = () => {
       if (closed || synced.size < kinds.length) return;
       const resources: Resource[] = [];
       const errors: ResourceError[] = [];
       for (const [key, { kind, object }] of [...objects].sort(([a], [b]) => a.localeCompare(b))) {
-        const parsed = parseResources(JSON.stringify(asDocument(kind, object)), `kubernetes:${key}`);
+        const text = JSON.stringify(asDocument(kind, object));
+        const hit = parsedByKey.get(key);
+        const parsed = hit?.text === text ? hit.result : parseResources(text, `kubernetes:${key}`);
+        parsedByKey.set(key, { text, result: parsed });
         resources.push(...parsed.resources);
         errors.push(...parsed.errors);
       }
+      for (const key of parsedByKey.keys()) if (!objects.has(key)) parsedByKey.delete(key);
       sendBack({ type: "source.kubernetes", resources, errors });
     };
-    const changed = () => {
-      input.clock.clearTimeout(timer);
-      timer = input.clock.setTimeout(emit, input.debounceMs ?? 100);
-    };
+    const debounce = adaptiveDebounce(input.clock, input.debounceMs ?? 100, emit);
+    const changed = () => debounce.poke();
     const stop = input.watcher.watch(kinds, (event) => {
       if (closed) return;
       switch (event.type) {
@@ -150,7 +159,7 @@ export const kubernetesSourceActor = fromCallback<EventObject, KubernetesSourceI
     });
     return () => {
       closed = true;
-      input.clock.clearTimeout(timer);
+      debounce.cancel();
       stop();
     };
   },

@@ -19,7 +19,7 @@ import type { LeaseStore } from "../../control/bus/lease.ts";
 import { formatResourceError, type ResourceError } from "../../control/resources/errors.ts";
 import type { LoadOptions } from "../../control/resources/load.ts";
 import type { Resource } from "../../control/resources/resource.ts";
-import { type CompileOutcome, compilerActor, type CompilerInput } from "./compiler.ts";
+import { type CompileOutcome, compilerActor, type CompilerInput, type CompilerMemo, compilerMemo } from "./compiler.ts";
 import { directorySourceActor, type DirectorySourceEvent } from "./directory_source.ts";
 import { kubernetesSourceActor, type KubernetesSourceEvent, type KubernetesWatcher } from "./kubernetes_source.ts";
 import { leadershipActor, type LeadershipEvent } from "./leadership.ts";
@@ -47,6 +47,11 @@ type Good = Extract<CompileOutcome, { ok: true }>;
 
 export interface ControllerContext extends ControllerSystemInput {
   readonly cache: NonNullable<LoadOptions["cache"]>;
+  readonly memo: CompilerMemo;
+  /** YAML files named by file events since the last compile started, or "all" (see directory_source.ts). */
+  changed: Set<string> | "all";
+  /** Those the running compile reads again. */
+  compiling: ReadonlySet<string> | "all";
   readonly held: { revision: number | undefined; validUntil: number };
   dirty: boolean;
   kubernetesResources:
@@ -96,6 +101,9 @@ export const controllerMachine = setup({
   context: ({ input }) => ({
     ...input,
     cache: new Map(),
+    memo: compilerMemo(),
+    changed: "all",
+    compiling: "all",
     held: { revision: undefined, validUntil: 0 },
     dirty: false,
     kubernetesResources: undefined,
@@ -105,7 +113,16 @@ export const controllerMachine = setup({
     holder: undefined,
   }),
   on: {
-    "source.changed": { actions: assign({ dirty: true }) },
+    "source.changed": {
+      actions: assign({
+        dirty: true,
+        changed: ({ context, event }) => {
+          if (context.changed === "all" || event.files === undefined) return "all";
+          for (const f of event.files) context.changed.add(f);
+          return context.changed;
+        },
+      }),
+    },
     "source.kubernetes": {
       actions: assign({ dirty: true, kubernetesResources: ({ event }) => ({ ...event }) }),
     },
@@ -152,14 +169,21 @@ export const controllerMachine = setup({
       states: {
         idle: { always: { guard: "wantsCompile", target: "running" } },
         running: {
-          entry: assign({ dirty: false }),
+          // The compiler gets the files changed so far; events during the compile start the next set.
+          entry: assign({
+            dirty: false,
+            compiling: ({ context }) => context.changed,
+            changed: () => new Set<string>(),
+          }),
           invoke: {
             src: "compiler",
             input: ({ context }) => ({
               paths: context.paths,
+              changed: context.compiling,
               ...(context.kubernetesResources ? { kubernetes: context.kubernetesResources } : {}),
               env: context.env,
               cache: context.cache,
+              memo: context.memo,
               compile: context.compile,
             }),
             onDone: [
@@ -217,10 +241,17 @@ export const controllerMachine = setup({
             ],
             onError: {
               target: "idle",
-              actions: ({ context, event }) => {
-                context.metrics.compiles.inc({ result: "failed" });
-                context.log.error({ err: event.error }, "Cannot compile the resources; keeping the last good snapshot");
-              },
+              actions: [
+                // What the failed compile read is unknown: the next one reads everything.
+                assign({ changed: "all" }),
+                ({ context, event }) => {
+                  context.metrics.compiles.inc({ result: "failed" });
+                  context.log.error(
+                    { err: event.error },
+                    "Cannot compile the resources; keeping the last good snapshot",
+                  );
+                },
+              ],
             },
           },
         },

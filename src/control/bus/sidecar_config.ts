@@ -8,7 +8,8 @@ import { materializeSnapshot } from "../gateway_config.ts";
 import { localSecrets, RecordingResolver, secretEnvName } from "../secrets.ts";
 import { watchSecrets } from "../secrets_watch.ts";
 import type { GatewaySnapshot } from "../snapshot.ts";
-import type { ConfigSnapshot } from "./config_snapshot.ts";
+import { canonicalJson, type ConfigSnapshot } from "./config_snapshot.ts";
+import type { CompiledGateway } from "../compile/compiled.ts";
 
 export interface SidecarConfigOptions {
   /** Served until a config arrives. */
@@ -26,6 +27,8 @@ export class SidecarConfig implements Disposable {
   readonly #o: SidecarConfigOptions;
   #current: GatewaySnapshot;
   #received: { snapshot: ConfigSnapshot; revision: number } | undefined;
+  /** The semantic routers running, with their canonical text (see #materialize). */
+  #routers: { readonly text: string; readonly configs: NonNullable<CompiledGateway["semanticRouters"]> } | undefined;
   #secrets: RecordingResolver | undefined;
   #unresolved: string[] = [];
   readonly #watch: Disposable | undefined;
@@ -57,7 +60,16 @@ export class SidecarConfig implements Disposable {
   #materialize(snapshot: ConfigSnapshot, revision: number): void {
     const dir = this.#o.secretsDir;
     const secrets = new RecordingResolver(localSecrets({ env: this.#o.env, ...(dir === undefined ? {} : { dir }) }));
-    const result = materializeSnapshot(snapshot.gateway, {
+    // Routers are kept by identity by what runs them (routing_table.ts: engines, their trained classifiers and their
+    // caches): a snapshot whose routers are the same as the running ones keeps the running objects, so a change to a
+    // route elsewhere does not start every router over with empty caches.
+    const routers = snapshot.gateway.semanticRouters;
+    const routersText = routers === undefined ? undefined : canonicalJson(routers);
+    const running = this.#routers;
+    const gateway: CompiledGateway = running && routersText === running.text
+      ? { ...snapshot.gateway, semanticRouters: running.configs }
+      : snapshot.gateway;
+    const result = materializeSnapshot(gateway, {
       revision,
       rateLimitDomain: snapshot.rateLimitDomain,
       env: this.#o.env,
@@ -80,7 +92,10 @@ export class SidecarConfig implements Disposable {
       );
     }
     this.#current = result.snapshot;
-    this.#received = { snapshot, revision };
+    this.#received = { snapshot: { ...snapshot, gateway }, revision };
+    this.#routers = routersText === undefined || gateway.semanticRouters === undefined
+      ? undefined
+      : { text: routersText, configs: gateway.semanticRouters };
     this.#secrets = secrets;
     this.#unresolved = unresolved;
   }

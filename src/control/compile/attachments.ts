@@ -4,14 +4,14 @@
 // are reported as errors so the conflict cannot go unnoticed.
 import type { AIGatewayRoute, BackendTrafficPolicy, Gateway } from "../resources/resource.ts";
 import { qualifiedName } from "../resources/resource.ts";
-import { GATEWAY_API_GROUP, type ResourceIndex, trafficPolicyTargets } from "../resources/references.ts";
+import { GATEWAY_API_GROUP, type ResourceLookup, trafficPolicyTargets } from "../resources/references.ts";
 import { errorAt, type ResourceError } from "../resources/errors.ts";
 
 /** The edge's listener port when neither the options nor a Gateway name one. */
 export const DEFAULT_LISTENER_PORT = 1975;
 
 /** A route without parentRefs (or deprecated targetRefs) is served on the single edge listener, i.e. every Gateway. */
-export function routeGateways(route: AIGatewayRoute, index: ResourceIndex): Gateway[] {
+export function routeGateways(route: AIGatewayRoute, index: ResourceLookup): Gateway[] {
   const refs = [...(route.spec.parentRefs ?? []), ...("targetRefs" in route.spec ? route.spec.targetRefs ?? [] : [])];
   if (refs.length === 0) return index.list("Gateway");
   return refs.flatMap((ref) => {
@@ -23,7 +23,7 @@ export function routeGateways(route: AIGatewayRoute, index: ResourceIndex): Gate
 
 export function listenerPort(
   routes: readonly AIGatewayRoute[],
-  index: ResourceIndex,
+  index: ResourceLookup,
   errors: ResourceError[],
 ): number {
   const gateways = new Map<string, Gateway>();
@@ -45,7 +45,7 @@ export function listenerPort(
 /** The policy for a route, or undefined; conflicting policies are reported. */
 export function trafficPolicyFor(
   route: AIGatewayRoute,
-  index: ResourceIndex,
+  index: ResourceLookup,
   errors: ResourceError[],
 ): BackendTrafficPolicy | undefined {
   const ns = route.metadata.namespace;

@@ -3,7 +3,7 @@
 import type { AIServiceBackend, Backend, BackendSecurityPolicy } from "../resources/resource.ts";
 import { qualifiedName } from "../resources/resource.ts";
 import type { OIDCExchange, SecretObjectRef } from "../resources/backend_security_policy.ts";
-import type { ResourceIndex } from "../resources/references.ts";
+import type { ResourceLookup } from "../resources/references.ts";
 import type {
   CompiledAuth,
   CompiledBackend,
@@ -33,18 +33,15 @@ export function backendAddresses(backend: Backend): BackendAddress[] {
   });
 }
 
-export function backendOf(service: AIServiceBackend, index: ResourceIndex): Backend | undefined {
+export function backendOf(service: AIServiceBackend, index: ResourceLookup): Backend | undefined {
   const ref = service.spec.backendRef;
   return index.get("Backend", ref.namespace ?? service.metadata.namespace, ref.name);
 }
 
 /** The policy securing a backend: one that targets it, or (v1alpha1) the one it names. */
-export function securityPolicyOf(service: AIServiceBackend, index: ResourceIndex): BackendSecurityPolicy | undefined {
+export function securityPolicyOf(service: AIServiceBackend, index: ResourceLookup): BackendSecurityPolicy | undefined {
   const ns = service.metadata.namespace;
-  const targeting = index.list("BackendSecurityPolicy").find((p) =>
-    p.metadata.namespace === ns &&
-    (p.spec.targetRefs ?? []).some((t) => t.kind === "AIServiceBackend" && t.name === service.metadata.name)
-  );
+  const targeting = index.securityPolicyTargeting(ns, service.metadata.name);
   if (targeting) return targeting;
   const ref = "backendSecurityPolicyRef" in service.spec ? service.spec.backendSecurityPolicyRef : undefined;
   return ref ? index.get("BackendSecurityPolicy", ns, ref.name) : undefined;
@@ -52,7 +49,7 @@ export function securityPolicyOf(service: AIServiceBackend, index: ResourceIndex
 
 export function compileBackend(
   service: AIServiceBackend,
-  index: ResourceIndex,
+  index: ResourceLookup,
   refs: readonly CompiledBackendRef[],
 ): CompiledBackend {
   const { schema, headerMutation, bodyMutation } = service.spec;

@@ -6,11 +6,12 @@ import type { EdgeConfig, RouteConfig } from "../../edge/config.ts";
 import { routerExtProcFilter, upstreamExtProcFilter } from "../../edge/filter_defaults.ts";
 import type { AIGatewayRoute, Resource } from "../resources/resource.ts";
 import { qualifiedName } from "../resources/resource.ts";
-import { ResourceIndex, validateReferences } from "../resources/references.ts";
+import { type CheckedResources, checkResources } from "../resources/references.ts";
 import { formatResourceError, type ResourceError, sortErrors } from "../resources/errors.ts";
 import { compileBackend } from "./backends.ts";
 import { listenerPort } from "./attachments.ts";
-import { compileModels } from "./models.ts";
+import { compileModels, routeModels } from "./models.ts";
+import type { CompileMemo } from "./compile_memo.ts";
 import { compileRoute } from "./routes.ts";
 import { compileSemanticRouters } from "../../routing/compile_router.ts";
 import { modelInfo } from "../snapshot.ts";
@@ -26,22 +27,51 @@ import {
 const DEFAULT_MAX_REQUEST_BODY_BYTES = 50 * 1024 * 1024;
 const DEFAULT_RATE_LIMIT_TIMEOUT_MS = 20;
 
-export function compileGateway(resources: readonly Resource[], options: CompileOptions): CompileResult {
-  const errors: ResourceError[] = validateReferences(resources);
-  const index = new ResourceIndex(resources);
+/** What the caller may already have, so the compile does less. */
+export interface CompilePreparation {
+  /** checkResources(resources): the controller checks references once, across its sources. */
+  readonly checked?: CheckedResources;
+  /** Results of the previous compile to reuse where their inputs are the same objects (the controller's). */
+  readonly memo?: CompileMemo;
+}
+
+export function compileGateway(
+  resources: readonly Resource[],
+  options: CompileOptions,
+  prepared: CompilePreparation = {},
+): CompileResult {
+  const checked = prepared.checked ?? checkResources(resources);
+  const { memo } = prepared;
+  const errors: ResourceError[] = [...checked.errors];
+  const { index } = checked;
   const routes = index.list("AIGatewayRoute").sort(olderFirst);
 
   const filterOptions = { messageTimeoutMs: options.messageTimeoutMs, failureModeAllow: options.failureModeAllow };
-  const routerExtProc = routerExtProcFilter(options.extProcTarget, filterOptions);
-  const upstreamExtProc = upstreamExtProcFilter(options.extProcTarget, filterOptions);
+  let routerExtProc = routerExtProcFilter(options.extProcTarget, filterOptions);
+  let upstreamExtProc = upstreamExtProcFilter(options.extProcTarget, filterOptions);
+  if (memo) {
+    routerExtProc = memo.stable("routerExtProc", routerExtProc);
+    upstreamExtProc = memo.stable("upstreamExtProc", upstreamExtProc);
+  }
 
-  const ctx = { index, upstreamExtProc, rateLimitDomain: options.rateLimit?.domain, errors };
+  const rateLimitDomain = options.rateLimit?.domain;
+  const compileOne = (route: AIGatewayRoute) =>
+    memo
+      ? memo.reuse(
+        "route",
+        route,
+        index,
+        [upstreamExtProc, rateLimitDomain],
+        errors,
+        (lookup, own) => compileRoute(route, { index: lookup, upstreamExtProc, rateLimitDomain, errors: own }),
+      )
+      : compileRoute(route, { index, upstreamExtProc, rateLimitDomain, errors });
   const routeConfigs: RouteConfig[] = [];
   const clusters = [];
   const rateLimitRules: RateLimitRule[] = [];
   const refs = new Map<string, CompiledBackendRef[]>();
   for (const route of routes) {
-    const compiled = compileRoute(route, ctx);
+    const compiled = compileOne(route);
     routeConfigs.push(...compiled.routes);
     clusters.push(...compiled.clusters);
     rateLimitRules.push(...compiled.rateLimitRules);
@@ -53,14 +83,21 @@ export function compileGateway(resources: readonly Resource[], options: CompileO
 
   const port = options.listenerPort ?? listenerPort(routes, index, errors);
   const backends = index.list("AIServiceBackend")
-    .map((s) => compileBackend(s, index, refs.get(qualifiedName(s)) ?? []))
+    .map((s) => {
+      const own = refs.get(qualifiedName(s)) ?? [];
+      return memo
+        ? memo.reuse("backend", s, index, own, errors, (lookup) => compileBackend(s, lookup, own))
+        : compileBackend(s, index, own);
+    })
     .sort((a, b) => a.name.localeCompare(b.name));
 
   // Reservation adds request-time entries to routes that charge a reserved cost (rate_limit_options.ts).
   const limits = compileRateLimitOptions(index.list("RateLimitOptions"), routeConfigs, errors);
 
   // Semantic routing: its trigger models (e.g. "auto") are listed and accepted like the models routes serve.
-  const models = compileModels(routes);
+  const models = memo
+    ? compileModels(routes, (route) => memo.reuse("models", route, index, [], errors, () => routeModels(route)))
+    : compileModels(routes);
   const routers = compileSemanticRouters(index.list("SemanticRouter"), { models: models.map((m) => m.id), routes });
   errors.push(...routers.errors);
 
@@ -92,7 +129,9 @@ export function compileGateway(resources: readonly Resource[], options: CompileO
     models: [...models, ...routers.configs.flatMap((r) => r.triggerModels.map((m) => modelInfo(m)))],
     backends,
     rateLimitRules,
-    llmRequestCosts: routes.flatMap(costsOf),
+    llmRequestCosts: routes.flatMap((route) =>
+      memo ? memo.reuse("costs", route, index, [], errors, () => costsOf(route)) : costsOf(route)
+    ),
     ...(limits.options ? { rateLimitOptions: limits.options } : {}),
     ...(routers.configs.length > 0 ? { semanticRouters: routers.configs } : {}),
   };

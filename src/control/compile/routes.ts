@@ -6,7 +6,7 @@
 import type { ClusterConfig, Endpoint, ExtProcFilterConfig, HeaderMatch, RouteConfig } from "../../edge/config.ts";
 import type { AIGatewayRoute } from "../resources/resource.ts";
 import { qualifiedName } from "../resources/resource.ts";
-import type { ResourceIndex } from "../resources/references.ts";
+import type { ResourceLookup } from "../resources/references.ts";
 import { errorAt, type ResourceError } from "../resources/errors.ts";
 import { backendAddresses, backendOf, mutation } from "./backends.ts";
 import { compileRuleTraffic } from "./retry.ts";
@@ -15,7 +15,7 @@ import { trafficPolicyFor } from "./attachments.ts";
 import { type CompiledBackendRef, ENDPOINT_METADATA_NAMESPACE, type RateLimitRule } from "./compiled.ts";
 
 export interface RouteContext {
-  readonly index: ResourceIndex;
+  readonly index: ResourceLookup;
   readonly upstreamExtProc: ExtProcFilterConfig;
   readonly rateLimitDomain: string | undefined;
   readonly errors: ResourceError[];

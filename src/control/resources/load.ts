@@ -1,6 +1,7 @@
 // Reads resource files (or directories of *.yaml / *.yml), splits multi-document YAML, substitutes ${VAR}s, checks
 // every document against its schema and then the references between resources. Nothing stops at the first problem:
 // the result carries every error, each with file, document index, resource, field path and (when known) line.
+import { resolve } from "node:path";
 import YAML, { type Document, LineCounter } from "yaml";
 import type { core } from "zod";
 import {
@@ -41,6 +42,18 @@ export interface LoadOptions {
    * dropped from it.
    */
   readonly cache?: Map<string, { readonly text: string; readonly result: LoadResult }>;
+  /**
+   * Check the references between the resources loaded (default true). The controller says false: it checks them
+   * once, across every source, and hands the index it built to the compiler.
+   */
+  readonly checkReferences?: boolean;
+  /**
+   * Absolute paths of the YAML files that changed since the last load with this `cache`, from file events (the
+   * controller's directory source). When given, a cached file not among them is taken from the cache without being
+   * read. One that is neither found by this load nor gone from disk (spelled another way than the walk found it, e.g.
+   * through a symlink) makes this load read every file. Without it, every file is read.
+   */
+  readonly changed?: ReadonlySet<string>;
 }
 
 export async function loadResources(paths: readonly string[], options: LoadOptions = {}): Promise<LoadResult> {
@@ -48,14 +61,18 @@ export async function loadResources(paths: readonly string[], options: LoadOptio
   const errors: ResourceError[] = [];
   const ignored: IgnoredDocument[] = [];
   const seen = new Set<string>();
+  const pause = new Pause();
+  const listed: { entry: string; files: string[] }[] = [];
   for (const entry of paths) {
-    const files = await resourceFiles(entry);
-    if ("error" in files) {
-      errors.push({ file: entry, path: "", message: files.error });
-      continue;
-    }
-    const texts = await readAll(files.files);
-    for (const [i, file] of files.files.entries()) {
+    const files = resourceFiles(entry);
+    if ("error" in files) errors.push({ file: entry, path: "", message: files.error });
+    else listed.push({ entry, files: files.files });
+  }
+  const stale = staleFiles(listed.flatMap((l) => l.files), options);
+  for (const { files } of listed) {
+    const texts = await readAll(files, stale, options.cache);
+    for (const [i, file] of files.entries()) {
+      await pause.maybe();
       const read = texts[i]!;
       if ("error" in read) {
         const e = read.error;
@@ -73,21 +90,67 @@ export async function loadResources(paths: readonly string[], options: LoadOptio
     }
   }
   for (const file of options.cache?.keys() ?? []) if (!seen.has(file)) options.cache!.delete(file);
-  errors.push(...validateReferences(resources));
+  if (options.checkReferences !== false) errors.push(...validateReferences(resources));
   return { resources, errors: sortErrors(errors), ignored };
 }
 
-/** Reads files 64 at a time (a directory of thousands of small manifests), results in the order given. */
-async function readAll(files: readonly string[]): Promise<({ text: string } | { error: unknown })[]> {
+/**
+ * Reads every file, results in the order given. Synchronous reads, giving the event loop back every few
+ * milliseconds: for a directory of thousands of small manifests they take a third of the time of as many
+ * asynchronous reads (no promise and no thread hop per file), and the pauses keep the process answering meanwhile
+ * (the controller renews its lease while it loads).
+ */
+async function readAll(
+  files: readonly string[],
+  stale: (file: string) => boolean,
+  cache: LoadOptions["cache"],
+): Promise<({ text: string } | { error: unknown })[]> {
   const out = new Array<{ text: string } | { error: unknown }>(files.length);
-  let next = 0;
-  const worker = async () => {
-    for (let i = next++; i < files.length; i = next++) {
-      out[i] = await Deno.readTextFile(files[i]!).then((text) => ({ text }), (error: unknown) => ({ error }));
+  const pause = new Pause();
+  for (const [i, file] of files.entries()) {
+    const cached = cache?.get(file);
+    if (cached && !stale(file)) {
+      out[i] = { text: cached.text };
+      continue;
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(64, files.length) }, worker));
+    await pause.maybe();
+    try {
+      out[i] = { text: Deno.readTextFileSync(file) };
+    } catch (error) {
+      out[i] = { error };
+    }
+  }
   return out;
+}
+
+/** Whether a file must be read again (see LoadOptions.changed): every one, unless the changes are all accounted for. */
+function staleFiles(files: readonly string[], options: LoadOptions): (file: string) => boolean {
+  const changed = options.changed;
+  if (!changed || !options.cache) return () => true;
+  const absolute = new Map(files.map((f) => [f, resolve(f)]));
+  const found = new Set(absolute.values());
+  for (const path of changed) {
+    if (found.has(path)) continue;
+    try {
+      Deno.lstatSync(path);
+    } catch {
+      continue; // Gone: the walk no longer lists it, and the cache drops it.
+    }
+    return () => true;
+  }
+  return (file) => changed.has(absolute.get(file) ?? resolve(file));
+}
+
+/** Gives the event loop back (timers, I/O) once `everyMs` of work has passed since the last time. */
+class Pause {
+  #since = performance.now();
+  constructor(readonly everyMs = 20) {}
+
+  async maybe(): Promise<void> {
+    if (performance.now() - this.#since < this.everyMs) return;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    this.#since = performance.now();
+  }
 }
 
 /** One file's documents, schema-checked; references to other files are checked by loadResources. */
@@ -183,12 +246,14 @@ function originOf(body: Record<string, unknown>, at: ResourceOrigin): ResourceOr
   };
 }
 
-async function resourceFiles(entry: string): Promise<{ files: string[] } | { error: string }> {
+/** The YAML files of a file or directory entry, sorted. Synchronous listing: as with reading, a promise per
+ * directory entry costs more than the listing itself. */
+function resourceFiles(entry: string): { files: string[] } | { error: string } {
   try {
-    const info = await Deno.stat(entry);
+    const info = Deno.statSync(entry);
     if (!info.isDirectory) return { files: [entry] };
     const files: string[] = [];
-    await walk(entry, files);
+    walk(entry.replace(/\/$/, ""), files);
     return { files: files.sort() };
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return { error: "No such file or directory" };
@@ -196,10 +261,12 @@ async function resourceFiles(entry: string): Promise<{ files: string[] } | { err
   }
 }
 
-async function walk(dir: string, into: string[]): Promise<void> {
-  for await (const entry of Deno.readDir(dir)) {
-    const path = `${dir.replace(/\/$/, "")}/${entry.name}`;
-    if (entry.isDirectory) await walk(path, into);
-    else if (entry.isFile && /\.ya?ml$/.test(entry.name)) into.push(path);
+const YAML_FILE = /\.ya?ml$/;
+
+function walk(dir: string, into: string[]): void {
+  for (const entry of Deno.readDirSync(dir)) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory) walk(path, into);
+    else if (entry.isFile && YAML_FILE.test(entry.name)) into.push(path);
   }
 }

@@ -1,6 +1,6 @@
 import { fileURLToPath } from "node:url";
 import { assertEquals } from "../../../test/support/assert.ts";
-import { loadResources, parseResources } from "./load.ts";
+import { loadResources, type LoadResult, parseResources } from "./load.ts";
 import type { ResourceError } from "./errors.ts";
 
 const TESTDATA = fileURLToPath(new URL("../../../testdata/resources/", import.meta.url));
@@ -213,4 +213,41 @@ Deno.test("parseResources refuses other versions of kinds it reads and lists of 
     "gateway.networking.k8s.io/v1beta1",
     "1 kind: Lists are not supported; write one resource per document",
   ]);
+});
+
+Deno.test("loadResources with changed files reads only those again, and everything when one is not accounted for", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tollgate-load-changed-" });
+  const gateway = (name: string, port: number) =>
+    `apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: ${name}}\nspec:\n` +
+    `  gatewayClassName: c\n  listeners: [{name: http, protocol: HTTP, port: ${port}}]\n`;
+  const ports = (r: LoadResult) =>
+    r.resources.map((x) =>
+      ("spec" in x ? x.spec as { listeners: { port: number }[] } : { listeners: [] }).listeners[0]!.port
+    );
+  try {
+    await Deno.writeTextFile(`${dir}/a.yaml`, gateway("a", 1));
+    await Deno.writeTextFile(`${dir}/b.yaml`, gateway("b", 2));
+    const cache: NonNullable<Parameters<typeof loadResources>[1]>["cache"] = new Map();
+    const first = await loadResources([dir], { cache });
+    assertEquals(ports(first), [1, 2]);
+
+    // Both files change on disk, the events name only b.yaml: a.yaml comes from the cache, its objects unchanged.
+    await Deno.writeTextFile(`${dir}/a.yaml`, gateway("a", 10));
+    await Deno.writeTextFile(`${dir}/b.yaml`, gateway("b", 20));
+    const second = await loadResources([dir], { cache, changed: new Set([`${dir}/b.yaml`]) });
+    assertEquals(ports(second), [1, 20]);
+    assertEquals(second.resources[0] === first.resources[0], true);
+
+    // A new file is read though no event named it; a removed one is gone.
+    await Deno.writeTextFile(`${dir}/c.yaml`, gateway("c", 3));
+    await Deno.remove(`${dir}/b.yaml`);
+    assertEquals(ports(await loadResources([dir], { cache, changed: new Set([`${dir}/b.yaml`]) })), [1, 3]);
+
+    // A changed path that is on disk but not what the walk found (another spelling of a file, a symlink) makes it
+    // read everything.
+    await Deno.symlink(`${dir}/a.yaml`, `${dir}/alias.yml`);
+    assertEquals(ports(await loadResources([dir], { cache, changed: new Set([`${dir}/alias.yml`]) })), [10, 3]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

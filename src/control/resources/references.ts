@@ -21,22 +21,26 @@ type OfKind<K extends ResourceKind> = Extract<Resource, { kind: K }>;
 
 /** Resources by kind and "namespace/name"; the first definition wins, later ones are duplicates. */
 export class ResourceIndex {
-  readonly #byKey = new Map<string, Resource>();
+  /** kind → namespace → name: lookups build no key strings (a compile makes tens of thousands). */
+  readonly #byName = new Map<ResourceKind, Map<string, Map<string, Resource>>>();
   /** Per kind, in load order: `list` is called per route and per backend, so it must not scan everything. */
   readonly #byKind = new Map<ResourceKind, Resource[]>();
   readonly duplicates: ResourceError[] = [];
 
   constructor(resources: readonly Resource[]) {
     for (const r of resources) {
-      const key = `${r.kind}/${qualifiedName(r)}`;
-      const first = this.#byKey.get(key);
+      let namespaces = this.#byName.get(r.kind);
+      if (!namespaces) this.#byName.set(r.kind, namespaces = new Map());
+      let names = namespaces.get(r.metadata.namespace);
+      if (!names) namespaces.set(r.metadata.namespace, names = new Map());
+      const first = names.get(r.metadata.name);
       if (first) {
         const where = `${first.origin.file}#${first.origin.document}`;
         this.duplicates.push(
           errorAt(r.origin, "metadata.name", `Duplicate ${r.kind} "${qualifiedName(r)}": also defined in ${where}`),
         );
       } else {
-        this.#byKey.set(key, r);
+        names.set(r.metadata.name, r);
         const same = this.#byKind.get(r.kind);
         if (same) same.push(r);
         else this.#byKind.set(r.kind, [r]);
@@ -45,16 +49,49 @@ export class ResourceIndex {
   }
 
   get<K extends ResourceKind>(kind: K, namespace: string, name: string): OfKind<K> | undefined {
-    return this.#byKey.get(`${kind}/${namespace}/${name}`) as OfKind<K> | undefined;
+    return this.#byName.get(kind)?.get(namespace)?.get(name) as OfKind<K> | undefined;
   }
 
   /** Every resource of a kind, in load order (duplicates excluded). */
   list<K extends ResourceKind>(kind: K): OfKind<K>[] {
     return [...(this.#byKind.get(kind) ?? [])] as OfKind<K>[];
   }
+
+  #targeting: Map<string, BackendSecurityPolicy> | undefined;
+
+  /**
+   * The first BackendSecurityPolicy (in load order) of `namespace` whose targetRefs name the AIServiceBackend `name`.
+   * Indexed on first use: asked once per backend, a scan of every policy each time would be quadratic.
+   */
+  securityPolicyTargeting(namespace: string, name: string): BackendSecurityPolicy | undefined {
+    if (!this.#targeting) {
+      this.#targeting = new Map();
+      for (const p of this.list("BackendSecurityPolicy")) {
+        for (const t of p.spec.targetRefs ?? []) {
+          if (t.kind !== "AIServiceBackend") continue;
+          const key = `${p.metadata.namespace}/${t.name}`;
+          if (!this.#targeting.has(key)) this.#targeting.set(key, p);
+        }
+      }
+    }
+    return this.#targeting.get(`${namespace}/${name}`);
+  }
 }
 
+/** What compiling reads from the resources (a ResourceIndex, or one that records what was read). */
+export type ResourceLookup = Pick<ResourceIndex, "get" | "list" | "securityPolicyTargeting">;
+
 export function validateReferences(resources: readonly Resource[]): ResourceError[] {
+  return [...checkResources(resources).errors];
+}
+
+/** The resources indexed, with every duplicate and broken reference: what compileGateway needs, built once. */
+export interface CheckedResources {
+  readonly index: ResourceIndex;
+  readonly errors: readonly ResourceError[];
+}
+
+export function checkResources(resources: readonly Resource[]): CheckedResources {
   const index = new ResourceIndex(resources);
   const errors = [...index.duplicates];
   const missing = (r: Resource, path: PathSegment[], kind: ResourceKind, ns: string, name: string) => {
@@ -73,7 +110,7 @@ export function validateReferences(resources: readonly Resource[]): ResourceErro
   }
   checkSecurityPolicies(index, errors);
   for (const policy of index.list("BackendTrafficPolicy")) checkTrafficPolicy(policy, index, errors);
-  return errors;
+  return { index, errors };
 }
 
 type Missing = (r: Resource, path: PathSegment[], kind: ResourceKind, ns: string, name: string) => void;
