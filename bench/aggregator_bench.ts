@@ -18,6 +18,7 @@ import {
   usageEventTime,
 } from "../src/usage/usage_event.ts";
 import { decodeRecord, readUsageEvent } from "../src/actors/aggregator/record_decoder.ts";
+import { UsageEventReader } from "../src/usage/usage_event_reader.ts";
 import { startAggregator } from "../src/actors/aggregator/replica.ts";
 import { loadRuleSources } from "../src/actors/aggregator/rule_files.ts";
 
@@ -28,6 +29,7 @@ const USAGE = `Usage: deno run -A bench/aggregator_bench.ts [flags]
   --users N        distinct x-user-id values, one counter per rule each (default 1000)
   --descriptors N  descriptors per event, 1 to 5: that many of the example's token rules (default 5)
   --runs N         catch-up runs, each a fresh replica folding the whole stream (default 3)
+  --in-memory      only the in-memory steps (no nats-server)
   --json           print the figures as one JSON line at the end
   -h, --help       show this help
 
@@ -54,6 +56,7 @@ const { values: flags } = parseArgs({
     users: { type: "string", default: "1000" },
     descriptors: { type: "string", default: "5" },
     runs: { type: "string", default: "3" },
+    "in-memory": { type: "boolean", default: false },
     json: { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   },
@@ -149,8 +152,12 @@ const memory: Record<string, { perSecond: number; cpuMicros: number }> = {};
 memory["JSON.parse only"] = await timed(FOLD_EVENTS, () => {
   for (const b of bytes) JSON.parse(text.decode(b));
 });
-memory["readUsageEvent (parse + hand check)"] = await timed(FOLD_EVENTS, () => {
-  for (const b of bytes) readUsageEvent(b);
+memory["JSON.parse + hand check (readUsageEvent, no reader)"] = await timed(FOLD_EVENTS, () => {
+  for (const b of bytes) readUsageEvent(b, null);
+});
+memory["UsageEventReader (bytes to event, one pass)"] = await timed(FOLD_EVENTS, () => {
+  const reader = new UsageEventReader();
+  for (const b of bytes) reader.read(b);
 });
 const zodN = Math.min(FOLD_EVENTS, 20_000);
 memory["decodeUsageEvent (parse + zod)"] = await timed(zodN, () => {
@@ -162,12 +169,26 @@ memory["fold only (AggregatorCore.applyUsage)"] = await timed(FOLD_EVENTS, () =>
 });
 memory["decode + fold (the folder's work)"] = await timed(FOLD_EVENTS, () => {
   const core = new AggregatorCore({ replica: "bench", ...ruleSet });
+  const reader = new UsageEventReader();
   let seq = 0;
   for (const b of bytes) {
-    const r = decodeRecord(subject, b);
-    if (r.kind === "usage") core.applyUsage(r.event, { seq: ++seq, logTimeMs: T0 });
+    const r = decodeRecord(subject, b, reader);
+    if (r.kind === "usage") core.applyUsage(r.event, { seq: ++seq, logTimeMs: T0 }, r.timeMs);
   }
 });
+function printMemory(): void {
+  console.log(`\nIn memory, ${FOLD_EVENTS} events (zod: ${zodN}), median of 5:`);
+  console.log("| step | events/s | CPU µs/event |\n| --- | ---: | ---: |");
+  for (const [name, m] of Object.entries(memory)) {
+    console.log(`| ${name} | ${m.perSecond.toLocaleString("en-US")} | ${m.cpuMicros.toFixed(2)} |`);
+  }
+}
+if (flags["in-memory"]) {
+  const loadavg = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
+  console.log(`aggregator_bench: ${meanBytes} bytes (${DESCRIPTORS} descriptors), ${USERS} users; load ${loadavg}`);
+  printMemory();
+  Deno.exit(0);
+}
 
 // 2. From JetStream: a real nats-server, the stream pre-filled, then fresh replicas catching up.
 await using ns = await NatsServer.start({ jetstream: true });
@@ -258,11 +279,7 @@ const loadavg = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3
 console.log(
   `aggregator_bench: ${EVENTS} events of ${meanBytes} bytes (${DESCRIPTORS} descriptors), ${USERS} users; load ${loadavg}`,
 );
-console.log(`\nIn memory, ${FOLD_EVENTS} events (zod: ${zodN}), median of 5:`);
-console.log("| step | events/s | CPU µs/event |\n| --- | ---: | ---: |");
-for (const [name, m] of Object.entries(memory)) {
-  console.log(`| ${name} | ${m.perSecond.toLocaleString("en-US")} | ${m.cpuMicros.toFixed(2)} |`);
-}
+printMemory();
 console.log(`\nFrom JetStream (published at ${rate(EVENTS, publishMs).toLocaleString("en-US")}/s):`);
 console.log(
   "| run | ordered consumer only, events/s | replica catch-up, events/s | boot ms | fold ms | replica CPU µs/event | nats-server CPU µs/event |",

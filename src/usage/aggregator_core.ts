@@ -174,10 +174,10 @@ export class AggregatorCore {
 
   /**
    * Folds a usage event: each descriptor that matches a limited rule adds its hits to the rule's counter in the
-   * window of the event's time. False when `at` was already folded (nothing changes).
+   * window of the event's time. False when `at` was already folded (nothing changes). `eventTimeMs` is
+   * Date.parse(event.time), for a caller that already knows it.
    */
-  applyUsage(event: UsageEvent, at?: LogPosition): boolean {
-    const eventTimeMs = Date.parse(event.time);
+  applyUsage(event: UsageEvent, at?: LogPosition, eventTimeMs: number = Date.parse(event.time)): boolean {
     if (!this.#enter(at, eventTimeMs)) return false;
     const { descriptors } = event;
     const released = event.reservation === undefined

@@ -7,6 +7,7 @@ import type { Logger } from "../../observability/logger.ts";
 import type { AggregatorCore, AggregatorRuleSet } from "../../usage/aggregator_core.ts";
 import type { LogRecord } from "./consumer.ts";
 import { decodeRecord } from "./record_decoder.ts";
+import { UsageEventReader } from "../../usage/usage_event_reader.ts";
 import type { AggregatorMetrics } from "./metrics.ts";
 import type { UsageEvent } from "../../usage/usage_event.ts";
 
@@ -39,6 +40,7 @@ export const folderActor = fromCallback<FolderReceived, FolderInput, FolderEvent
   const { core, metrics, log } = input;
   let stalled = false;
   let unreadableLogged = 0;
+  const reader = new UsageEventReader();
 
   const fold = (records: readonly LogRecord[]) => {
     const tally: Tally = { usage: 0, hit: 0, own_hit: 0, unreadable: 0, other_subject: 0 };
@@ -46,10 +48,10 @@ export const folderActor = fromCallback<FolderReceived, FolderInput, FolderEvent
     for (const r of records) {
       lastSeq = r.seq + r.pending;
       if (r.seq <= core.seq) continue;
-      const decoded = decodeRecord(r.subject, r.data);
+      const decoded = decodeRecord(r.subject, r.data, reader);
       switch (decoded.kind) {
         case "usage":
-          core.applyUsage(decoded.event, r);
+          core.applyUsage(decoded.event, r, decoded.timeMs);
           input.onUsage?.(decoded.event);
           tally.usage++;
           break;
