@@ -335,12 +335,15 @@ class KeyNode {
 /**
  * RateLimitRules.matchDescriptor, remembered per (domain, entries): the fold sees the same few thousand descriptors
  * over and over, and matching one builds half a dozen strings. Looked up through nested maps on the entries' own
- * strings, so a hit builds none. Bounded: past `limit` descriptors it starts afresh.
+ * strings, so a hit builds none; and first by the entries array itself when it is frozen (the usage event reader hands
+ * out the same frozen array again for the same descriptor; a frozen array cannot change). Bounded: past `limit`
+ * descriptors it starts afresh.
  */
 class MatchCache {
   readonly #rules: RateLimitRules;
   readonly #limit: number;
   #roots = new Map<string, MemoNode>();
+  #byEntries = new WeakMap<readonly unknown[], { readonly domain: string; readonly memo: DescriptorMemo }>();
   #size = 0;
 
   constructor(rules: RateLimitRules, limit = 100_000) {
@@ -349,8 +352,18 @@ class MatchCache {
   }
 
   get(domain: string, entries: readonly { readonly key: string; readonly value: string }[]): DescriptorMemo {
+    if (!Object.isFrozen(entries)) return this.#lookup(domain, entries);
+    const known = this.#byEntries.get(entries);
+    if (known !== undefined && known.domain === domain) return known.memo;
+    const memo = this.#lookup(domain, entries);
+    this.#byEntries.set(entries, { domain, memo });
+    return memo;
+  }
+
+  #lookup(domain: string, entries: readonly { readonly key: string; readonly value: string }[]): DescriptorMemo {
     if (this.#size >= this.#limit) {
       this.#roots = new Map();
+      this.#byEntries = new WeakMap();
       this.#size = 0;
     }
     let node: MemoNode | undefined = this.#roots.get(domain);

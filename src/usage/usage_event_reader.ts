@@ -39,12 +39,21 @@ const MAX_GUESSES = 256;
 /** Descriptor prefixes remembered, by index in the event. */
 const MAX_PREFIXES = 32;
 
+/** Entries per last value under one remembered prefix: one array per descriptor, whatever the event. */
+const MAX_ENTRIES_PER_PREFIX = 16_384;
+
+type Entry = { readonly key: string; readonly value: string };
+
 interface DescriptorPrefix {
   readonly bytes: Uint8Array;
   readonly words: Int32Array;
   readonly domain: string;
-  readonly entries: readonly { readonly key: string; readonly value: string }[];
+  readonly entries: readonly Entry[];
   readonly lastKey: string;
+  /** The entries read through this prefix, by the last entry's value: the same array object for the same
+   * descriptor, so the fold can remember what it matched by the array itself. Frozen, as every entries array this
+   * reader hands out may be handed out again. */
+  readonly entriesByValue: Map<string, readonly Entry[]>;
 }
 
 // Which top-level fields were seen (a duplicate is a doubt: JSON.parse keeps the last one, the reader gives up).
@@ -309,7 +318,7 @@ export class UsageEventReader {
     const b = this.#b;
     const start = this.#i;
     let domain: string | undefined;
-    let entries: { key: string; value: string }[] | undefined;
+    let entries: readonly Entry[] | undefined;
     let hitsAddend = -1, reserved = -1;
     let hitsAddendFrom: string | undefined;
     let members = 0;
@@ -318,14 +327,21 @@ export class UsageEventReader {
       this.#i--; // back to the opening quote of the last entry's value
       this.prefixReads++;
       domain = prefix.domain;
-      entries = prefix.entries.slice();
       // Where the remembered read was: inside the last entry, its key read, before its value.
-      entries.push({ key: prefix.lastKey, value: this.#string() });
+      const value = this.#string();
       this.#ws();
       this.#expect(CLOSE_BRACE);
       this.#ws();
-      if (this.#comma()) this.#entries(entries);
-      else this.#expect(CLOSE_BRACKET);
+      if (this.#comma()) this.#entries(entries = [...prefix.entries, { key: prefix.lastKey, value }]);
+      else {
+        this.#expect(CLOSE_BRACKET);
+        entries = prefix.entriesByValue.get(value);
+        if (entries === undefined) {
+          if (prefix.entriesByValue.size >= MAX_ENTRIES_PER_PREFIX) prefix.entriesByValue.clear();
+          entries = Object.freeze([...prefix.entries, Object.freeze({ key: prefix.lastKey, value })]);
+          prefix.entriesByValue.set(value, entries);
+        }
+      }
       this.#ws();
       members = 2;
     } else this.#expect(OPEN_BRACE);
@@ -336,16 +352,21 @@ export class UsageEventReader {
       if (key === "domain" && domain === undefined) domain = this.#name();
       else if (key === "entries" && entries === undefined) {
         this.#expect(OPEN_BRACKET);
-        entries = this.#entries([]);
+        const read = this.#entries([]);
+        entries = read;
+        for (const e of read) Object.freeze(e);
+        Object.freeze(read);
         // Remembered when domain and entries came first, in the sidecar's form (see #entries).
         if (members === 1 && this.#lastValueAt > 0 && index < MAX_PREFIXES && domain !== undefined) {
           const bytes = b.slice(start, this.#lastValueAt + 1);
+          const last = read.at(-1)!;
           this.#prefixes[index] = {
             bytes,
             words: wordsOf(bytes),
             domain,
-            entries: entries.slice(0, -1),
-            lastKey: entries.at(-1)!.key,
+            entries: read.slice(0, -1),
+            lastKey: last.key,
+            entriesByValue: new Map([[last.value, read]]),
           };
         }
       } else if (key === "hitsAddend" && hitsAddend < 0) hitsAddend = this.#addend();
@@ -645,7 +666,7 @@ export class UsageEventReader {
       } else if (!((c >= ZERO && c <= NINE) || (c >= 97 && c <= 102))) throw UNSURE;
     }
     this.#i = start + 37;
-    return ascii.decode(b.subarray(start, start + 36));
+    return latin36(b, start);
   }
 
   /**
@@ -677,7 +698,7 @@ export class UsageEventReader {
     if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) throw UNSURE;
     const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
     if (day > (month === 2 ? (leap ? 29 : 28) : DAYS_IN_MONTH[month - 1]!)) throw UNSURE;
-    const time = ascii.decode(b.subarray(start, start + 24));
+    const time = latin24(b, start);
     last.set(b.subarray(start, start + 24));
     this.#lastTime = time;
     this.#lastTimeMs = daysFromCivil(year, month, day) * 86_400_000 + ((hour * 60 + minute) * 60 + second) * 1000 + ms;
@@ -716,6 +737,29 @@ const MODELS_MEMBERS = memberNames("requested", "overridden", "responded");
 const TOKENS_MEMBERS = memberNames(...TOKEN_KEYS);
 const DESCRIPTOR_MEMBERS = memberNames("domain", "entries", "hitsAddend", "hitsAddendFrom", "reserved");
 const ENTRY_MEMBERS = memberNames("key", "value");
+
+// The id and the time are new in every event and checked as ASCII: a call with one argument per character makes the
+// string in place, twice as fast here as a TextDecoder call.
+const char = String.fromCharCode;
+
+// deno-fmt-ignore
+function latin36(b: Uint8Array, i: number): string {
+  return char(
+    b[i]!, b[i + 1]!, b[i + 2]!, b[i + 3]!, b[i + 4]!, b[i + 5]!, b[i + 6]!, b[i + 7]!, b[i + 8]!, b[i + 9]!,
+    b[i + 10]!, b[i + 11]!, b[i + 12]!, b[i + 13]!, b[i + 14]!, b[i + 15]!, b[i + 16]!, b[i + 17]!, b[i + 18]!,
+    b[i + 19]!, b[i + 20]!, b[i + 21]!, b[i + 22]!, b[i + 23]!, b[i + 24]!, b[i + 25]!, b[i + 26]!, b[i + 27]!,
+    b[i + 28]!, b[i + 29]!, b[i + 30]!, b[i + 31]!, b[i + 32]!, b[i + 33]!, b[i + 34]!, b[i + 35]!,
+  );
+}
+
+// deno-fmt-ignore
+function latin24(b: Uint8Array, i: number): string {
+  return char(
+    b[i]!, b[i + 1]!, b[i + 2]!, b[i + 3]!, b[i + 4]!, b[i + 5]!, b[i + 6]!, b[i + 7]!, b[i + 8]!, b[i + 9]!,
+    b[i + 10]!, b[i + 11]!, b[i + 12]!, b[i + 13]!, b[i + 14]!, b[i + 15]!, b[i + 16]!, b[i + 17]!, b[i + 18]!,
+    b[i + 19]!, b[i + 20]!, b[i + 21]!, b[i + 22]!, b[i + 23]!,
+  );
+}
 
 function wordsOf(bytes: Uint8Array): Int32Array {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
