@@ -143,8 +143,9 @@ async function boot(c: AggregatorSystemInput): Promise<Booted> {
 
 const booted = (c: AggregatorContext): Booted => c.booted!;
 
-/** The folder's id in the replica's actor system (each replica is its own system). */
+/** Ids in the replica's actor system (each replica is its own system) of the actors others send to directly. */
 const FOLDER_SYSTEM_ID = "aggregator.folder";
+const HIT_PUBLISHER_SYSTEM_ID = "aggregator.hitPublisher";
 
 export const aggregatorSystemMachine = setup({
   types: {
@@ -219,15 +220,16 @@ export const aggregatorSystemMachine = setup({
       // The hit publisher outlives `running`: hits the RLS added before a stop are still sent while draining.
       invoke: {
         id: "hitPublisher",
+        systemId: HIT_PUBLISHER_SYSTEM_ID,
         src: "hitPublisher",
         input: ({ context }) => ({
           js: booted(context).js,
+          hitEvent: (hit) => context.core.localHitEvent(hit),
           clock: context.clock,
           log: context.log,
           metrics: context.metrics,
         }),
       },
-      on: { "hit.local": { actions: sendTo("hitPublisher", ({ event }) => event) } },
       initial: "running",
       states: {
         running: {
@@ -314,8 +316,9 @@ export const aggregatorSystemMachine = setup({
                   invoke: {
                     id: "rls",
                     src: "rls",
-                    input: ({ context }) => ({
+                    input: ({ context, self }) => ({
                       core: context.core,
+                      hits: self.system.get(HIT_PUBLISHER_SYSTEM_ID),
                       listen: context.listen!,
                       log: context.log,
                       metrics: context.metrics,
