@@ -38,7 +38,7 @@ import {
   RateLimitResponse_RateLimit_Unit as Unit,
 } from "../protocol/gen/envoy/service/ratelimit/v3/rls.ts";
 import type { ResourceError } from "../control/resources/errors.ts";
-import { formatListenAddress, type ListenAddress } from "../extproc/listen_address.ts";
+import type { ListenAddress } from "../extproc/listen_address.ts";
 import type { Logger } from "../observability/logger.ts";
 import { CounterStore } from "./counter_store.ts";
 import { descriptorCounterKey, type LimitSpec, type MatchedLimit, RateLimitRules } from "./rate_limit_rules.ts";
@@ -46,6 +46,7 @@ import type { RlsConfigResult } from "./rls_config.ts";
 import { isReservationId, RESERVATION_DESCRIPTOR_KEY } from "./reservation.ts";
 import { type RateLimitUnitName, type WindowId, type WindowKey, windowKey, windowOf } from "./windows.ts";
 import { type DescriptorMemo, MatchCache, moveToWindow } from "./match_cache.ts";
+import { type GrpcListener, listenGrpc } from "./grpc_listener.ts";
 
 const { OK, OVER_LIMIT } = RateLimitResponse_Code;
 const MAX_UINT32 = 4_294_967_295;
@@ -294,6 +295,7 @@ export class RlsServer implements AsyncDisposable {
   /** How every call is decided, built once (and again with the rules: its match cache is theirs). */
   #mode: RlsDecisionMode;
   #bound: ListenAddress | undefined;
+  #listener: GrpcListener | undefined;
 
   constructor(o: RlsServerOptions) {
     this.#o = o;
@@ -357,20 +359,14 @@ export class RlsServer implements AsyncDisposable {
       await Deno.mkdir(listen.path.replace(/\/[^/]*$/, "") || "/", { recursive: true, mode: 0o750 });
       await removeStaleSocket(listen.path);
     }
-    const where = formatListenAddress(listen);
-    const port = await new Promise<number>((resolve, reject) =>
-      this.#server.bindAsync(
-        where,
-        this.#o.serverCredentials ?? grpc.ServerCredentials.createInsecure(),
-        (err, p) => err ? reject(new Error(`Cannot listen on ${where}: ${err.message}`)) : resolve(p),
-      )
-    );
+    const credentials = this.#o.serverCredentials ?? grpc.ServerCredentials.createInsecure();
+    this.#listener = await listenGrpc(this.#server, listen, credentials, this.#o.logger);
     if (listen.kind === "unix") await Deno.chmod(listen.path, 0o660);
-    this.#bound = listen.kind === "tcp" ? { ...listen, port } : listen;
-    return this.#bound;
+    return this.#bound = this.#listener.address;
   }
 
   async close(): Promise<void> {
+    await this.#listener?.close();
     this.#server.forceShutdown();
     if (this.#o.listen.kind === "unix") await Deno.remove(this.#o.listen.path).catch(() => {});
   }
