@@ -74,7 +74,7 @@ Deno.test("on a 3-node JetStream cluster, killing the stream leader under load l
     registry: new Registry(),
     replicas: 3,
     snapshotEveryRecords: 500,
-    consume: { expiresMs: 2000, maxMessages: 512, tipIntervalMs: 1000 },
+    consume: { heartbeatMs: 1000, tipIntervalMs: 1000 },
     retryMs: 200,
   });
   const publishers = await Promise.all([0, 1].map(() => connect({ servers: cluster.urls, reconnectTimeWait: 100 })));

@@ -275,7 +275,7 @@ Deno.test("replicas folding the same log end with byte-identical snapshots, when
   );
 });
 
-Deno.test("readUsageEvent accepts exactly what decodeUsageEvent accepts, and answers the same", () => {
+Deno.test("readUsageEvent accepts exactly what decodeUsageEvent accepts, and answers the same, with or without its byte reader", () => {
   const base = JSON.parse(new TextDecoder().decode(encodeUsageEvent({
     ...tokenEvent(T0, "alice", 42),
     backend: "default/openai",
@@ -335,7 +335,11 @@ Deno.test("readUsageEvent accepts exactly what decodeUsageEvent accepts, and ans
   ];
   const agree = (json: unknown) => {
     const bytes = new TextEncoder().encode(JSON.stringify(json));
-    const fast = readUsageEvent(bytes);
+    agreeOn(bytes, readUsageEvent(bytes));
+    agreeOn(bytes, readUsageEvent(bytes, null)); // without the byte reader: JSON.parse and the check by hand
+  };
+  const agreeOn = (bytes: Uint8Array, fast: UsageEvent | Error) => {
+    const json = new TextDecoder().decode(bytes);
     let slow: UsageEvent | Error;
     let threw = false;
     try {
@@ -344,7 +348,7 @@ Deno.test("readUsageEvent accepts exactly what decodeUsageEvent accepts, and ans
       // decodeUsageEvent throws for a `time` that is no date at all; readUsageEvent turns that into an error.
       [slow, threw] = [err as Error, true];
     }
-    assertEquals(fast instanceof Error, slow instanceof Error, JSON.stringify(json));
+    assertEquals(fast instanceof Error, slow instanceof Error, json);
     if (!(fast instanceof Error)) assertEquals(fast, slow);
     else if (!threw) assertEquals(fast.message, (slow as Error).message);
   };

@@ -28,7 +28,8 @@ import type { RlsConfigResult } from "./rls_config.ts";
 import type { ResourceError } from "../control/resources/errors.ts";
 import type { HitEvent } from "./hit_event.ts";
 import { type UsageDescriptor, type UsageEvent, usageEventId, usageEventTime } from "./usage_event.ts";
-import { parseWindowId, type WindowKey, windowKey, windowOf } from "./windows.ts";
+import { parseWindowId, type WindowKey, windowKey } from "./windows.ts";
+import { type DescriptorMemo, MatchCache, moveToWindow } from "./match_cache.ts";
 
 /** Where a record sits in the log: its stream sequence and the time the log stored it (epoch ms). */
 export interface LogPosition {
@@ -49,6 +50,7 @@ export interface UsageFedTemplate {
 export class UsageFedRules {
   readonly templates: readonly UsageFedTemplate[];
   readonly #byDomain = new Map<string, { key: string; value?: string }[][]>();
+  readonly #covered = new Map<string, boolean>();
 
   constructor(templates: readonly UsageFedTemplate[] = []) {
     this.templates = templates;
@@ -63,9 +65,19 @@ export class UsageFedRules {
     }
   }
 
-  /** Whether a counter key (rate_limit_rules.ts: `domain|key=value|…`, parts percent-encoded) has a fed shape. */
+  /** Whether a counter key (rate_limit_rules.ts: `domain|key=value|…`, parts percent-encoded) has a fed shape. Asked
+   * on every rate limit call, so remembered (the keys are the match cache's own strings). */
   covers(counterKey: string): boolean {
     if (this.#byDomain.size === 0) return false;
+    let known = this.#covered.get(counterKey);
+    if (known === undefined) {
+      if (this.#covered.size >= 100_000) this.#covered.clear();
+      this.#covered.set(counterKey, known = this.#covers(counterKey));
+    }
+    return known;
+  }
+
+  #covers(counterKey: string): boolean {
     const parts = counterKey.split("|");
     const shapes = this.#byDomain.get(parts[0]!);
     if (!shapes) return false;
@@ -174,10 +186,10 @@ export class AggregatorCore {
 
   /**
    * Folds a usage event: each descriptor that matches a limited rule adds its hits to the rule's counter in the
-   * window of the event's time. False when `at` was already folded (nothing changes).
+   * window of the event's time. False when `at` was already folded (nothing changes). `eventTimeMs` is
+   * Date.parse(event.time), for a caller that already knows it.
    */
-  applyUsage(event: UsageEvent, at?: LogPosition): boolean {
-    const eventTimeMs = Date.parse(event.time);
+  applyUsage(event: UsageEvent, at?: LogPosition, eventTimeMs: number = Date.parse(event.time)): boolean {
     if (!this.#enter(at, eventTimeMs)) return false;
     const { descriptors } = event;
     const released = event.reservation === undefined
@@ -204,12 +216,7 @@ export class AggregatorCore {
         this.store.add(held.key, hits, held.windowEnd);
         continue;
       }
-      if (eventTimeMs < memo.windowStart || eventTimeMs >= memo.windowEnd) {
-        const window = windowOf(m.limit.unit, eventTimeMs, this.#rules.rules.windows);
-        memo.windowStart = window.start;
-        memo.windowEnd = window.end;
-        memo.key = windowKey(m.counterKey, window.id);
-      }
+      moveToWindow(memo, m.limit.unit, eventTimeMs, this.#rules.rules.windows);
       if (memo.windowEnd <= cutoff) continue;
       this.store.add(memo.key, hits, memo.windowEnd);
     }
@@ -310,63 +317,6 @@ export class AggregatorCore {
 
   #cutoff(): number {
     return this.#logTimeMs - this.#retainMs;
-  }
-}
-
-/** What a descriptor matched, and the counter key of the window it last counted in: the same string object every
- * time, so the store's map hashes it once. */
-interface DescriptorMemo {
-  readonly match: MatchedLimit | undefined;
-  windowStart: number;
-  windowEnd: number;
-  key: WindowKey;
-}
-
-/** Classes, with every field set from the start: objects of one shape keep the lookups' inline caches fast. */
-class MemoNode {
-  readonly byKey = new Map<string, KeyNode>();
-  memo: DescriptorMemo | undefined = undefined;
-}
-
-class KeyNode {
-  readonly byValue = new Map<string, MemoNode>();
-}
-
-/**
- * RateLimitRules.matchDescriptor, remembered per (domain, entries): the fold sees the same few thousand descriptors
- * over and over, and matching one builds half a dozen strings. Looked up through nested maps on the entries' own
- * strings, so a hit builds none. Bounded: past `limit` descriptors it starts afresh.
- */
-class MatchCache {
-  readonly #rules: RateLimitRules;
-  readonly #limit: number;
-  #roots = new Map<string, MemoNode>();
-  #size = 0;
-
-  constructor(rules: RateLimitRules, limit = 100_000) {
-    this.#rules = rules;
-    this.#limit = limit;
-  }
-
-  get(domain: string, entries: readonly { readonly key: string; readonly value: string }[]): DescriptorMemo {
-    if (this.#size >= this.#limit) {
-      this.#roots = new Map();
-      this.#size = 0;
-    }
-    let node: MemoNode | undefined = this.#roots.get(domain);
-    if (!node) this.#roots.set(domain, node = new MemoNode());
-    for (const { key, value } of entries) {
-      let k: KeyNode | undefined = node.byKey.get(key);
-      if (!k) node.byKey.set(key, k = new KeyNode());
-      let next: MemoNode | undefined = k.byValue.get(value);
-      if (!next) k.byValue.set(value, next = new MemoNode());
-      node = next;
-    }
-    if (!node.memo) {
-      node.memo = { match: this.#rules.matchDescriptor(domain, entries), windowStart: 0, windowEnd: 0, key: "" };
-      this.#size++;
-    }
-    return node.memo;
   }
 }
 

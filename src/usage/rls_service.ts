@@ -38,13 +38,15 @@ import {
   RateLimitResponse_RateLimit_Unit as Unit,
 } from "../protocol/gen/envoy/service/ratelimit/v3/rls.ts";
 import type { ResourceError } from "../control/resources/errors.ts";
-import { formatListenAddress, type ListenAddress } from "../extproc/listen_address.ts";
+import type { ListenAddress } from "../extproc/listen_address.ts";
 import type { Logger } from "../observability/logger.ts";
 import { CounterStore } from "./counter_store.ts";
 import { descriptorCounterKey, type LimitSpec, type MatchedLimit, RateLimitRules } from "./rate_limit_rules.ts";
 import type { RlsConfigResult } from "./rls_config.ts";
 import { isReservationId, RESERVATION_DESCRIPTOR_KEY } from "./reservation.ts";
 import { type RateLimitUnitName, type WindowId, type WindowKey, windowKey, windowOf } from "./windows.ts";
+import { type DescriptorMemo, MatchCache, moveToWindow } from "./match_cache.ts";
+import { type GrpcListener, listenGrpc } from "./grpc_listener.ts";
 
 const { OK, OVER_LIMIT } = RateLimitResponse_Code;
 const MAX_UINT32 = 4_294_967_295;
@@ -106,6 +108,8 @@ export interface RlsDecisionMode {
   /** Holds a reservation (only with applyHits, only when the request is allowed). Without it, reservations are
    * checked like any other hits but nothing is held. */
   readonly reserve?: (r: AppliedReservation) => void;
+  /** Matches remembered across calls; it must be of the same `rules` (a server keeps one per rule set). */
+  readonly matches?: MatchCache;
 }
 
 type Matched = MatchedLimit | undefined;
@@ -120,11 +124,18 @@ export function decideRateLimit(
   if (request.domain === "") throw new RlsRequestError("Rate limit domain must not be empty");
   if (request.descriptors.length === 0) throw new RlsRequestError("Rate limit descriptor list must not be empty");
   const reservation = reservationOf(request.descriptors);
-  const matches = request.descriptors.map((d) =>
-    isReservationMarker(d) ? undefined : matchRequestDescriptor(request.domain, d, rules)
-  );
+  const memos: (DescriptorMemo | undefined)[] = [];
+  const matches = request.descriptors.map((d) => {
+    const memo = mode.matches && !d.limit && !isReservationMarker(d)
+      ? mode.matches.get(request.domain, d.entries)
+      : undefined;
+    memos.push(memo);
+    if (memo) return memo.match;
+    return isReservationMarker(d) ? undefined : matchRequestDescriptor(request.domain, d, rules);
+  });
   const held: AppliedReservation[] = [];
-  const replaced = new Set(matches.flatMap((m) => m?.limit.replaces ?? []));
+  let replaced: Set<string> | undefined;
+  for (const m of matches) for (const name of m?.limit.replaces ?? []) (replaced ??= new Set()).add(name);
   // Hits of this request not written to the store (dry run): later descriptors on the same counter still see them.
   const pending = new Map<WindowKey, number>();
   let overallCode = OK;
@@ -133,13 +144,20 @@ export function decideRateLimit(
     const m = matches[i];
     if (!m) return { code: OK, limitRemaining: 0 };
     if (m.limit.kind === "unlimited") return { code: OK, limitRemaining: MAX_UINT32 };
-    if (m.limit.name !== "" && replaced.has(m.limit.name)) return { code: OK, limitRemaining: 0 };
+    if (replaced && m.limit.name !== "" && replaced.has(m.limit.name)) return { code: OK, limitRemaining: 0 };
     const { unit, requestsPerUnit: limit, name } = m.limit;
     const fed = mode.checkOnly?.(m) ?? false;
     const reserving = fed && reservation !== undefined && (descriptor.hitsAddend ?? 0) > 0;
     const hits = fed && !reserving ? 0 : descriptor.hitsAddend ?? Math.max(1, request.hitsAddend);
-    const window = windowOf(unit, nowMs, rules.windows);
-    const key = windowKey(m.counterKey, window.id);
+    const memo = memos[i];
+    let windowEnd: number, windowId: WindowId, key: WindowKey;
+    if (memo) {
+      moveToWindow(memo, unit, nowMs, rules.windows);
+      ({ windowEnd, windowId, key } = memo);
+    } else {
+      const window = windowOf(unit, nowMs, rules.windows);
+      [windowEnd, windowId, key] = [window.end, window.id, windowKey(m.counterKey, window.id)];
+    }
     const current = store.get(key) + (pending.get(key) ?? 0);
     const after = current + hits;
     const over = hits === 0 ? current >= limit : after > limit;
@@ -147,13 +165,13 @@ export function decideRateLimit(
       // Held only once the whole request is allowed; until then later descriptors on the same counter see it.
       pending.set(key, (pending.get(key) ?? 0) + hits);
       const { domain } = request;
-      held.push({ domain, counterKey: m.counterKey, windowId: window.id, n: hits, eventTimeMs: nowMs, reservation });
+      held.push({ domain, counterKey: m.counterKey, windowId, n: hits, eventTimeMs: nowMs, reservation });
     } else if (hits > 0 && mode.applyHits) {
-      store.add(key, hits, window.end);
+      store.add(key, hits, windowEnd);
       mode.onHit?.({
         domain: request.domain,
         counterKey: m.counterKey,
-        windowId: window.id,
+        windowId,
         n: hits,
         eventTimeMs: nowMs,
       });
@@ -162,7 +180,7 @@ export function decideRateLimit(
       code: over && !m.shadowMode ? OVER_LIMIT : OK,
       currentLimit: { name, requestsPerUnit: limit, unit: WIRE_UNITS[unit] },
       limitRemaining: over ? 0 : limit - after,
-      durationUntilReset: { seconds: Math.ceil((window.end - nowMs) / 1000), nanos: 0 },
+      durationUntilReset: { seconds: Math.ceil((windowEnd - nowMs) / 1000), nanos: 0 },
     };
     if (status.code === OVER_LIMIT) overallCode = OVER_LIMIT;
     if (status.code === OVER_LIMIT || status.limitRemaining < (closest?.limitRemaining ?? MAX_UINT32)) closest = status;
@@ -263,17 +281,27 @@ export interface RlsServerOptions {
 
 type RlsCall = grpc.ServerUnaryCall<RlsRequest, RateLimitResponse>;
 
+/**
+ * grpc-js server options: channelz (call counters and traces per server, read by no one here) off. The rest stays at
+ * grpc-js's defaults, which already set no per-call deadline timer unless the client sends grpc-timeout.
+ */
+const SERVER_OPTIONS: grpc.ServerOptions = { "grpc.enable_channelz": 0 };
+
 export class RlsServer implements AsyncDisposable {
   readonly store: CounterStore;
   readonly #o: RlsServerOptions;
-  readonly #server = new grpc.Server();
+  readonly #server = new grpc.Server(SERVER_OPTIONS);
   #rules: RateLimitRules;
+  /** How every call is decided, built once (and again with the rules: its match cache is theirs). */
+  #mode: RlsDecisionMode;
   #bound: ListenAddress | undefined;
+  #listener: GrpcListener | undefined;
 
   constructor(o: RlsServerOptions) {
     this.#o = o;
     this.#rules = o.rules;
     this.store = o.store ?? new CounterStore();
+    this.#mode = this.#decisionMode(o.rules);
     this.#server.addService(rateLimitServiceDefinition, {
       shouldRateLimit: (call: RlsCall, cb: grpc.sendUnaryData<RateLimitResponse>) => this.#answer(call, cb),
     });
@@ -302,7 +330,26 @@ export class RlsServer implements AsyncDisposable {
       this.#o.logger.warn({ errors: next.errors.length }, "Rate limit config rejected; keeping the previous one");
       return next.errors;
     }
+    this.#mode = this.#decisionMode(this.#rules);
     return [];
+  }
+
+  #decisionMode(rules: RateLimitRules): RlsDecisionMode {
+    const { logger, onHits, rateLimitHeaders, checkOnly, onReserve } = this.#o;
+    return {
+      applyHits: true,
+      onHit: (h: AppliedHit) => {
+        try {
+          onHits?.(h.domain, h.counterKey, h.windowId, h.n, h.eventTimeMs);
+        } catch (err) {
+          logger.error({ err, domain: h.domain }, "Publishing a rate limit hit failed");
+        }
+      },
+      matches: new MatchCache(rules),
+      ...(rateLimitHeaders ? { rateLimitHeaders } : {}),
+      ...(checkOnly ? { checkOnly } : {}),
+      ...(onReserve ? { reserve: onReserve } : {}),
+    };
   }
 
   async start(): Promise<ListenAddress> {
@@ -312,20 +359,14 @@ export class RlsServer implements AsyncDisposable {
       await Deno.mkdir(listen.path.replace(/\/[^/]*$/, "") || "/", { recursive: true, mode: 0o750 });
       await removeStaleSocket(listen.path);
     }
-    const where = formatListenAddress(listen);
-    const port = await new Promise<number>((resolve, reject) =>
-      this.#server.bindAsync(
-        where,
-        this.#o.serverCredentials ?? grpc.ServerCredentials.createInsecure(),
-        (err, p) => err ? reject(new Error(`Cannot listen on ${where}: ${err.message}`)) : resolve(p),
-      )
-    );
+    const credentials = this.#o.serverCredentials ?? grpc.ServerCredentials.createInsecure();
+    this.#listener = await listenGrpc(this.#server, listen, credentials, this.#o.logger);
     if (listen.kind === "unix") await Deno.chmod(listen.path, 0o660);
-    this.#bound = listen.kind === "tcp" ? { ...listen, port } : listen;
-    return this.#bound;
+    return this.#bound = this.#listener.address;
   }
 
   async close(): Promise<void> {
+    await this.#listener?.close();
     this.#server.forceShutdown();
     if (this.#o.listen.kind === "unix") await Deno.remove(this.#o.listen.path).catch(() => {});
   }
@@ -335,30 +376,14 @@ export class RlsServer implements AsyncDisposable {
   }
 
   #answer(call: RlsCall, cb: grpc.sendUnaryData<RateLimitResponse>): void {
-    const { logger, onHits } = this.#o;
-    const onHit = (h: AppliedHit) => {
-      try {
-        onHits?.(h.domain, h.counterKey, h.windowId, h.n, h.eventTimeMs);
-      } catch (err) {
-        logger.error({ err, domain: h.domain }, "Publishing a rate limit hit failed");
-      }
-    };
     try {
-      const now = (this.#o.now ?? Date.now)();
-      const mode = {
-        applyHits: true,
-        onHit,
-        ...(this.#o.rateLimitHeaders ? { rateLimitHeaders: this.#o.rateLimitHeaders } : {}),
-        ...(this.#o.checkOnly ? { checkOnly: this.#o.checkOnly } : {}),
-        ...(this.#o.onReserve ? { reserve: this.#o.onReserve } : {}),
-      };
-      const response = decideRateLimit(call.request, this.#rules, this.store, now, mode);
+      const response = decideRateLimit(call.request, this.#rules, this.store, (this.#o.now ?? Date.now)(), this.#mode);
       this.#decided(response);
       cb(null, response);
     } catch (err) {
       this.#decided(err instanceof Error ? err : new Error(String(err)));
       if (err instanceof RlsRequestError) return cb({ code: grpc.status.INVALID_ARGUMENT, details: err.message });
-      logger.error({ err, domain: call.request.domain }, "Rate limit decision failed");
+      this.#o.logger.error({ err, domain: call.request.domain }, "Rate limit decision failed");
       cb({ code: grpc.status.INTERNAL, details: "Rate limit decision failed" });
     }
   }

@@ -277,7 +277,7 @@ export async function startUsageTopology(o: TopologyOptions): Promise<UsageTopol
       listen: { kind: "tcp", host: "127.0.0.1", port },
       replicas: o.streamReplicas ?? 1,
       snapshotEveryRecords: o.snapshotEveryRecords ?? 100_000,
-      consume: { expiresMs: 1000, maxMessages: 256, tipIntervalMs: 200 },
+      consume: { heartbeatMs: 500, tipIntervalMs: 200 },
       retryMs: 100,
     });
     const rls = await replica.listening as ListenAddress & { kind: "tcp" };

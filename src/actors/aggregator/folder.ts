@@ -1,21 +1,27 @@
 // The folder: owns the replica's AggregatorCore and folds each batch of stream records into it, in sequence order,
-// synchronously (so a snapshot or an RLS answer never sees half a batch). It reports `fold.progress` after every
-// batch, and `fold.stalled` when a record is of a newer version than this replica reads: folding stops there (skipping
-// it would miscount), the rate limit service keeps answering from what was folded, and readiness says why.
+// synchronously (so a snapshot or an RLS answer never sees half a batch). It reports `fold.progress` to its parent
+// once it has folded all it was told of (the last record had nothing pending) or every PROGRESS_EVERY records while it
+// catches up (the parent's machine is the costliest step of a small batch), and `fold.stalled` when a record is of a
+// newer version than this replica reads: folding stops there (skipping it would miscount), the rate limit service
+// keeps answering from what was folded, and readiness says why.
 import { fromCallback } from "xstate";
 import type { Logger } from "../../observability/logger.ts";
 import type { AggregatorCore, AggregatorRuleSet } from "../../usage/aggregator_core.ts";
-import type { LogRecord } from "./consumer.ts";
+import type { LogRecordsEvent } from "./consumer.ts";
 import { decodeRecord } from "./record_decoder.ts";
+import { UsageEventReader } from "../../usage/usage_event_reader.ts";
 import type { AggregatorMetrics } from "./metrics.ts";
 import type { UsageEvent } from "../../usage/usage_event.ts";
+
+/** While catching up, fold.progress is reported once this many records were folded since the last report. */
+const PROGRESS_EVERY = 2048;
 
 export type FolderEvent =
   | { readonly type: "fold.progress"; readonly seq: number; readonly folded: number; readonly lastSeq: number }
   | { readonly type: "fold.stalled"; readonly seq: number; readonly reason: string };
 
 export type FolderReceived =
-  | { readonly type: "log.records"; readonly records: readonly LogRecord[] }
+  | LogRecordsEvent
   | { readonly type: "rules.set"; readonly ruleSet: AggregatorRuleSet };
 
 export interface FolderInput {
@@ -39,17 +45,19 @@ export const folderActor = fromCallback<FolderReceived, FolderInput, FolderEvent
   const { core, metrics, log } = input;
   let stalled = false;
   let unreadableLogged = 0;
+  let unreported = 0;
+  const reader = new UsageEventReader();
 
-  const fold = (records: readonly LogRecord[]) => {
+  const fold = (records: LogRecordsEvent["records"]) => {
     const tally: Tally = { usage: 0, hit: 0, own_hit: 0, unreadable: 0, other_subject: 0 };
     let lastSeq = 0;
     for (const r of records) {
       lastSeq = r.seq + r.pending;
       if (r.seq <= core.seq) continue;
-      const decoded = decodeRecord(r.subject, r.data);
+      const decoded = decodeRecord(r.subject, r.data, reader);
       switch (decoded.kind) {
         case "usage":
-          core.applyUsage(decoded.event, r);
+          core.applyUsage(decoded.event, r, decoded.timeMs);
           input.onUsage?.(decoded.event);
           tally.usage++;
           break;
@@ -76,9 +84,11 @@ export const folderActor = fromCallback<FolderReceived, FolderInput, FolderEvent
       if (stalled) break;
     }
     for (const [kind, n] of Object.entries(tally)) if (n > 0) metrics.records.inc({ kind }, n);
-    const folded = tally.usage + tally.hit + tally.own_hit + tally.unreadable + tally.other_subject;
+    unreported += tally.usage + tally.hit + tally.own_hit + tally.unreadable + tally.other_subject;
     metrics.progress(core.seq, lastSeq);
-    if (!stalled) sendBack({ type: "fold.progress", seq: core.seq, folded, lastSeq: Math.max(lastSeq, core.seq) });
+    if (stalled || (lastSeq > core.seq && unreported < PROGRESS_EVERY)) return;
+    sendBack({ type: "fold.progress", seq: core.seq, folded: unreported, lastSeq: Math.max(lastSeq, core.seq) });
+    unreported = 0;
   };
 
   receive((e) => {

@@ -1,9 +1,10 @@
 // The hit publisher: sends the hit events of this replica's rate limit service to JetStream, Nats-Msg-Id = event id,
 // so a re-send after a lost acknowledgement is stored once. Hits add up in any order, which allows two things:
-// - coalescing: the hits of one counter and window arriving within `coalesceMs` go out as one event (the first one's
-//   id, the sum of their hits). A JetStream publish and its fold on every replica cost far more than a check, so at
-//   thousands of checks a second on a few counters this is most of the work saved; the other replicas see the hits
-//   that much later;
+// - coalescing: the hits of one counter and window arriving within `coalesceMs` go out as one event (made when they go
+//   out, at the first one's time, with the sum of their hits). A JetStream publish and its fold on every replica cost
+//   far more than a check, so at thousands of checks a second on a few counters this is most of the work saved; the
+//   other replicas see the hits that much later. The rate limit service sends its hits here directly (`hit.applied`,
+//   no event made per hit, the parent's machine not on the path of a check);
 // - retries in any order: a failed publish goes back in the queue and is retried after `retryMs`.
 // The queue is bounded: past `maxQueued` the oldest events are dropped (counted); their hits stay counted on this
 // replica only, until their window ends. Reservations (hit events with a reservation id) are never coalesced.
@@ -15,9 +16,13 @@ import type { JetStreamClient } from "nats";
 import type { Clock } from "../../observability/clock.ts";
 import type { Logger } from "../../observability/logger.ts";
 import { encodeHitEvent, type HitEvent, hitEventSubject } from "../../usage/hit_event.ts";
+import type { AppliedHit } from "../../usage/rls_service.ts";
 import type { AggregatorMetrics } from "./metrics.ts";
 
 export type HitPublisherReceived =
+  /** Hits the rate limit service added: coalesced, made into an event when they go out. */
+  | { readonly type: "hit.applied"; readonly hit: AppliedHit }
+  /** A made event (a reservation): sent at once and alone. */
   | { readonly type: "hit.local"; readonly hit: HitEvent }
   | { readonly type: "hits.flush" };
 
@@ -25,6 +30,8 @@ export type HitPublisherEvent = { readonly type: "hits.flushed"; readonly unsent
 
 export interface HitPublisherInput {
   readonly js: JetStreamClient;
+  /** The hit event of applied hits (the core's localHitEvent). */
+  readonly hitEvent: (hit: AppliedHit) => HitEvent;
   readonly clock: Clock;
   readonly log: Logger;
   readonly metrics: AggregatorMetrics;
@@ -55,12 +62,15 @@ export const hitPublisherActor = fromCallback<HitPublisherReceived, HitPublisher
     let closed = false;
 
     const coalesceMs = input.coalesceMs ?? 20;
-    const gathering = new Map<string, HitEvent>();
+    /** Hits gathered by counter key (which starts with the domain), then window. */
+    const gathering = new Map<string, Map<string, { first: AppliedHit; n: number }>>();
     let gatherTimer: unknown;
     const release = () => {
       clock.clearTimeout(gatherTimer);
       gatherTimer = undefined;
-      for (const hit of gathering.values()) enqueue(hit);
+      for (const windows of gathering.values()) {
+        for (const { first, n } of windows.values()) enqueue(input.hitEvent(n === first.n ? first : { ...first, n }));
+      }
       gathering.clear();
       pump();
     };
@@ -120,13 +130,20 @@ export const hitPublisherActor = fromCallback<HitPublisherReceived, HitPublisher
       }
       // A reservation goes out at once and alone: its id is what the request's usage event releases, and the sooner
       // it is in the log the likelier it is folded before that usage event (aggregator_core.ts).
-      if (coalesceMs <= 0 || flushing || e.hit.reservation !== undefined) {
+      if (e.type === "hit.local") {
         enqueue(e.hit);
         return pump();
       }
-      const key = `${e.hit.domain}\u0000${e.hit.counterKey}#${e.hit.windowId}`;
-      const gathered = gathering.get(key);
-      gathering.set(key, gathered ? { ...gathered, n: gathered.n + e.hit.n } : e.hit);
+      const hit = e.hit;
+      if (coalesceMs <= 0 || flushing) {
+        enqueue(input.hitEvent(hit));
+        return pump();
+      }
+      let windows = gathering.get(hit.counterKey);
+      if (!windows) gathering.set(hit.counterKey, windows = new Map());
+      const gathered = windows.get(hit.windowId);
+      if (gathered) gathered.n += hit.n;
+      else windows.set(hit.windowId, { first: hit, n: hit.n });
       gatherTimer ??= clock.setTimeout(release, coalesceMs);
     });
     return () => {

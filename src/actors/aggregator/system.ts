@@ -53,7 +53,8 @@ export interface AggregatorSystemInput {
   readonly snapshotIntervalMs: number;
   readonly snapshotEveryRecords: number;
   readonly snapshotChunkBytes?: number;
-  readonly consume?: { readonly maxMessages?: number; readonly expiresMs?: number; readonly tipIntervalMs?: number };
+  /** The consumer's idle heartbeat and tip poll (defaults 5 s each). */
+  readonly consume?: { readonly heartbeatMs?: number; readonly tipIntervalMs?: number };
   /** Wait before retrying a failed boot or consumer (default 1000 ms). */
   readonly retryMs?: number;
   /** Longest wait for hit events to be published on drain (default 5000 ms). */
@@ -142,6 +143,10 @@ async function boot(c: AggregatorSystemInput): Promise<Booted> {
 
 const booted = (c: AggregatorContext): Booted => c.booted!;
 
+/** Ids in the replica's actor system (each replica is its own system) of the actors others send to directly. */
+const FOLDER_SYSTEM_ID = "aggregator.folder";
+const HIT_PUBLISHER_SYSTEM_ID = "aggregator.hitPublisher";
+
 export const aggregatorSystemMachine = setup({
   types: {
     input: {} as AggregatorSystemInput,
@@ -221,21 +226,23 @@ export const aggregatorSystemMachine = setup({
       // The hit publisher outlives `running`: hits the RLS added before a stop are still sent while draining.
       invoke: {
         id: "hitPublisher",
+        systemId: HIT_PUBLISHER_SYSTEM_ID,
         src: "hitPublisher",
         input: ({ context }) => ({
           js: booted(context).js,
+          hitEvent: (hit) => context.core.localHitEvent(hit),
           clock: context.clock,
           log: context.log,
           metrics: context.metrics,
         }),
       },
-      on: { "hit.local": { actions: sendTo("hitPublisher", ({ event }) => event) } },
       initial: "running",
       states: {
         running: {
           type: "parallel",
           invoke: [
-            { id: "folder", src: "folder", input: ({ context }) => context },
+            // Registered in the system: the consumer sends it records directly (see consumer.ts).
+            { id: "folder", systemId: FOLDER_SYSTEM_ID, src: "folder", input: ({ context }) => context },
             {
               id: "snapshotter",
               src: "snapshotter",
@@ -253,7 +260,6 @@ export const aggregatorSystemMachine = setup({
             },
           ],
           on: {
-            "log.records": { actions: sendTo("folder", ({ event }) => event) },
             "log.tip": { actions: ({ context, event }) => context.metrics.progress(context.core.seq, event.lastSeq) },
             "fold.progress": { actions: sendTo("snapshotter", ({ event }) => event) },
             "aggregator.snapshotNow": { actions: sendTo("snapshotter", { type: "snapshot.now" }) },
@@ -273,12 +279,13 @@ export const aggregatorSystemMachine = setup({
                 consuming: {
                   invoke: {
                     src: "consumer",
-                    input: ({ context }) => ({
-                      js: booted(context).js,
+                    input: ({ context, self }) => ({
+                      nc: context.link.nc,
                       jsm: booted(context).jsm,
                       ...context.consume,
                       stream: context.stream,
                       startSeq: context.core.seq + 1,
+                      records: self.system.get(FOLDER_SYSTEM_ID),
                       clock: context.clock,
                       log: context.log,
                     }),
@@ -315,8 +322,9 @@ export const aggregatorSystemMachine = setup({
                   invoke: {
                     id: "rls",
                     src: "rls",
-                    input: ({ context }) => ({
+                    input: ({ context, self }) => ({
                       core: context.core,
+                      hits: self.system.get(HIT_PUBLISHER_SYSTEM_ID),
                       listen: context.listen!,
                       log: context.log,
                       metrics: context.metrics,
