@@ -1,7 +1,9 @@
 // What Tollgate's own code costs per ExtProc request, without gRPC or HTTP/2: the same full non-streaming chat
 // lifecycle as extproc_bench.ts (4 router messages, 1 attempt message, 2 streams), fed in process to the stream
 // host the server uses (stream actors, metrics, usage accounting, the closing observer), with each message decoded
-// and each answer encoded by the service definition grpc-js is given. Far less noisy than the gRPC bench on a
+// and each answer encoded by the service definition grpc-js is given. Lifecycles are interleaved, --concurrency of
+// them in flight, one message each in turn with a macrotask in between rounds, so that what a stream keeps between
+// its messages lives as long as it does in the server (and is paid for by the garbage collector as there). Far less noisy than the gRPC bench on a
 // shared machine (it counts the process's CPU time, not wall time), so it is the one to compare changes with; extproc_bench.ts stays the figure of record.
 // Run: deno run -A bench/extproc_actors_bench.ts [--requests N] [--rounds R]
 import { parseArgs } from "node:util";
@@ -31,6 +33,7 @@ const { values } = parseArgs({
   args: Deno.args,
   options: {
     requests: { type: "string", default: "20000" },
+    concurrency: { type: "string", default: "16" },
     rounds: { type: "string", default: "7" },
     help: { type: "boolean", short: "h", default: false },
   },
@@ -38,12 +41,13 @@ const { values } = parseArgs({
 if (values.help) {
   console.log(
     "Usage: deno run -A bench/extproc_actors_bench.ts [--requests N (per round, default 20000)] " +
-      "[--rounds R (default 7; the first is warmup)]",
+      "[--concurrency C (default 16)] [--rounds R (default 7; the first is warmup)]",
   );
   Deno.exit(0);
 }
 const REQUESTS = intFlag("requests", values.requests, 1);
 const ROUNDS = intFlag("rounds", values.rounds, 2);
+const CONCURRENCY = intFlag("concurrency", values.concurrency, 1);
 
 const MODEL = "gpt-4o-mini";
 const chatBody = JSON.stringify({
@@ -100,14 +104,15 @@ const MESSAGES = {
   responseHeaders: bytes(headersRequest("responseHeaders", responseHeaders)),
   responseBody: bytes(bodyRequest("responseBody", chatCompletion)),
 };
-/** Every router stream gets the same id (one request runs at a time), so the attempt's headers are encoded once. */
-const ROUTER_ID = "bench-router-stream";
-const ATTEMPT_HEADERS = bytes(headersRequest("requestHeaders", {
-  ...requestHeaders,
-  [MODEL_HEADER]: MODEL,
-  [ORIGINAL_PATH_HEADER]: "/v1/chat/completions",
-  [REQUEST_ID_HEADER]: ROUTER_ID,
-}));
+/** The router stream in slot i always has the same id, so each slot's attempt headers are encoded once. */
+const routerId = (slot: number) => `bench-router-stream-${slot}`;
+const ATTEMPT_HEADERS = Array.from({ length: CONCURRENCY }, (_, slot) =>
+  bytes(headersRequest("requestHeaders", {
+    ...requestHeaders,
+    [MODEL_HEADER]: MODEL,
+    [ORIGINAL_PATH_HEADER]: "/v1/chat/completions",
+    [REQUEST_ID_HEADER]: routerId(slot),
+  })));
 
 const { requestDeserialize, responseSerialize } = ExtProcServiceDefinition.process;
 
@@ -164,9 +169,10 @@ function requestIdOf(answer: Buffer): string {
 }
 
 let first = true;
-async function lifecycle(): Promise<void> {
+/** One request, a message per step; the caller interleaves the steps of several requests. */
+function* lifecycle(slot: number): Generator<void, void, void> {
   const routerCall = new FakeCall();
-  const streamId = ROUTER_ID;
+  const streamId = routerId(slot);
   let router: RouterStreamRef | undefined = undefined;
   const input = { streamId, snapshot, mode, maxBodyBytes: 32 << 20 };
   router = hostStream(
@@ -179,12 +185,14 @@ async function lifecycle(): Promise<void> {
   );
   routers.set(streamId, router);
   routerCall.receive(MESSAGES.requestHeaders);
+  yield;
   routerCall.receive(MESSAGES.requestBody);
   if (first) {
     const id = requestIdOf(routerCall.written[1]!);
-    if (id !== ROUTER_ID) throw new Error(`The requestBody answer set ${REQUEST_ID_HEADER} to ${id}`);
+    if (id !== streamId) throw new Error(`The requestBody answer set ${REQUEST_ID_HEADER} to ${id}`);
     first = false;
   }
+  yield;
   const attemptCall = new FakeCall();
   const attemptId = crypto.randomUUID();
   const attempt = hostStream(
@@ -195,18 +203,42 @@ async function lifecycle(): Promise<void> {
     { streamId: attemptId, findRouter: (rid: string) => routers.get(rid), credentials },
     deps(attemptId),
   );
-  attemptCall.receive(ATTEMPT_HEADERS);
-  while (!attemptCall.writableEnded) await Promise.resolve();
+  attemptCall.receive(ATTEMPT_HEADERS[slot]!);
+  while (!attemptCall.writableEnded) yield;
   if (attempt.getSnapshot().status !== "done") throw new Error("The attempt did not finish");
+  yield;
   routerCall.receive(MESSAGES.responseHeaders);
+  yield;
   routerCall.receive(MESSAGES.responseBody);
   if (!routerCall.writableEnded || routerCall.written.length !== 4) throw new Error("The router did not finish");
+}
+
+/** `total` lifecycles, `CONCURRENCY` in flight; a macrotask between rounds lets promises and timers run. */
+async function run(total: number): Promise<void> {
+  const slots: (Generator<void, void, void> | undefined)[] = new Array(CONCURRENCY).fill(undefined);
+  let started = 0;
+  let finished = 0;
+  while (finished < total) {
+    for (let slot = 0; slot < CONCURRENCY; slot++) {
+      let g = slots[slot];
+      if (g === undefined) {
+        if (started === total) continue;
+        started++;
+        g = slots[slot] = lifecycle(slot);
+      }
+      if (g.next().done) {
+        slots[slot] = undefined;
+        finished++;
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
 }
 
 const perRequest: number[] = [];
 for (let round = 0; round < ROUNDS; round++) {
   const c0 = cpuUsage();
-  for (let i = 0; i < REQUESTS; i++) await lifecycle();
+  await run(REQUESTS);
   const c = cpuUsage(c0);
   const us = (c.user + c.system) / REQUESTS;
   if (round > 0) perRequest.push(us);
@@ -214,4 +246,10 @@ for (let round = 0; round < ROUNDS; round++) {
 }
 const sorted = perRequest.toSorted((a, b) => a - b);
 const median = sorted[Math.floor(sorted.length / 2)]!;
-console.log(JSON.stringify({ bench: "extproc_actors", requests: REQUESTS, rounds: ROUNDS - 1, medianUs: median }));
+console.log(JSON.stringify({
+  bench: "extproc_actors",
+  requests: REQUESTS,
+  concurrency: CONCURRENCY,
+  rounds: ROUNDS - 1,
+  medianUs: median,
+}));
