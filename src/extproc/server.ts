@@ -91,6 +91,9 @@ export class ExtProcServer {
     this.#server = new grpc.Server({
       "grpc.max_concurrent_streams": 100_000,
       "grpc.max_receive_message_length": 64 << 20,
+      // Channelz bookkeeping (per-call tracker closures, two Date.now() per message) for an admin API we do not
+      // serve.
+      "grpc.enable_channelz": 0,
     });
     this.#server.addService(ExtProcServiceDefinition, { process: (call: ExtProcCall) => this.#process(call) });
     this.#server.addService(HealthServiceDefinition, this.#health.implementation);
