@@ -53,6 +53,15 @@ export function toEnvoyEvent(req: ProcessingRequest): EnvoyMessageEvent | undefi
   }
 }
 
+const PHASES: Readonly<Record<EnvoyMessageEvent["type"], Phase>> = {
+  "envoy.requestHeaders": "requestHeaders",
+  "envoy.requestBody": "requestBody",
+  "envoy.requestTrailers": "requestTrailers",
+  "envoy.responseHeaders": "responseHeaders",
+  "envoy.responseBody": "responseBody",
+  "envoy.responseTrailers": "responseTrailers",
+};
+
 export function phaseOf(event: EnvoyMessageEvent): Phase {
-  return event.type.slice("envoy.".length) as Phase;
+  return PHASES[event.type];
 }
