@@ -533,7 +533,9 @@ async function definedMetrics(): Promise<Map<string, MetricDefinition>> {
   const out = new Map<string, MetricDefinition>();
   const prefixes = new Set<string>();
   for (const [file, text] of texts) {
-    for (const m of text.matchAll(/new\s+(?:\w+\.)?(Counter|Gauge|Histogram|Summary)\b(?:<[^>]*>)?\(\s*\{/g)) {
+    for (
+      const m of text.matchAll(/new\s+(?:\w+\.)?(Counter|Gauge|Histogram|FastHistogram|Summary)\b(?:<[^>]*>)?\(\s*\{/g)
+    ) {
       const body = objectLiteral(text, m.index + m[0].length - 1);
       const nameExpr = /[\s,{]name:\s*([^,\n}]+)/.exec(body)?.[1] ?? "";
       const name = value(nameExpr);
@@ -548,7 +550,9 @@ async function definedMetrics(): Promise<Map<string, MetricDefinition>> {
         : /[\s,{]labelNames:/.test(body)
         ? undefined
         : [];
-      out.set(name, { type: m[1]!.toLowerCase() as MetricDefinition["type"], labels });
+      // FastHistogram (src/observability/fast_histogram.ts) exposes exactly what a prom-client Histogram would.
+      const type = (m[1] === "FastHistogram" ? "histogram" : m[1]!.toLowerCase()) as MetricDefinition["type"];
+      out.set(name, { type, labels });
     }
     for (const m of text.matchAll(/collectDefaultMetrics\(\{[^}]*prefix:\s*([^,}\s]+)/g)) {
       const prefix = value(m[1]!);
