@@ -3,10 +3,8 @@
 // request id header, tells it which backend this attempt goes to, and prepares the upstream request: translated
 // for that backend, mutated and signed (prepare_upstream.ts), sent back with CONTINUE_AND_REPLACE.
 //
-//   requestHeaders → [preparing] → done
-//                               ↘ failed (no router stream, a request the backend cannot take, a protocol error)
-//   [preparing]: only when the answer needs I/O (a token file, a signature) or tracing is on; otherwise the answer is
-//   made at the headers message itself, without a promise actor per attempt.
+//   requestHeaders → preparing → done
+//                             ↘ failed (no router stream, a request the backend cannot take, a protocol error)
 //
 // Must be idempotent: a retry runs it again on a fresh copy of the original request headers, so everything is
 // derived from the router's stored request, never from what a previous attempt did.
@@ -17,13 +15,7 @@ import type { RoutedRequest } from "../protocol/openai/endpoints.ts";
 import { type EnvoyEvent, phaseOf, type StreamEmitted } from "./envoy_events.ts";
 import { REQUEST_ID_HEADER, type routerStreamMachine } from "./router_stream.ts";
 import { BACKEND_METADATA_KEY, BACKEND_METADATA_NAMESPACE, BACKEND_REF_METADATA_KEY } from "../control/snapshot.ts";
-import {
-  type AttemptTarget,
-  prepareUpstream,
-  prepareUpstreamNow,
-  type UpstreamCredentials,
-} from "./prepare_upstream.ts";
-import { perMessage } from "./per_message.ts";
+import { type AttemptTarget, prepareUpstream, type UpstreamCredentials } from "./prepare_upstream.ts";
 
 export type RouterStreamRef = ActorRefFrom<typeof routerStreamMachine>;
 
@@ -87,60 +79,6 @@ function attribute(attributes: Attributes, name: string): string | undefined {
   return typeof v === "string" ? v : undefined;
 }
 
-/** Who this attempt is for and where it goes, read from its request headers. */
-const attemptOf = perMessage((context: AttemptContext, event: EnvoyEvent) => {
-  const e = event as HeadersEvent;
-  const headers = readHeaders(e.headers);
-  const requestId = headers.get(REQUEST_ID_HEADER);
-  return {
-    requestId,
-    router: requestId === undefined ? undefined : context.findRouter(requestId),
-    backendName: endpointMetadata(e.attributes, BACKEND_METADATA_KEY),
-    refId: endpointMetadata(e.attributes, BACKEND_REF_METADATA_KEY),
-    route: attribute(e.attributes, "xds.route_name"),
-    path: headers.get(":path") ?? "/",
-  };
-});
-
-/** The router's request and snapshot, and where this attempt goes: what its upstream request is made from. */
-function targetOf(
-  a: { router: RouterStreamRef; backendName: string | undefined; refId: string | undefined; path: string },
-): AttemptTarget {
-  const router = a.router.getSnapshot().context;
-  // The router keeps the request it routed and the snapshot it started with; a config swap mid-request changes
-  // nothing for this request.
-  return {
-    route: router.route as RoutedRequest,
-    snapshot: router.snapshot,
-    backendName: a.backendName,
-    refId: a.refId,
-    path: a.path,
-  };
-}
-
-/** The attempt's answer made at once, when it needs no I/O and no span; `later` sends it through `preparing`. */
-const preparedNow = perMessage(
-  (context: AttemptContext, event: EnvoyEvent): { response: ProcessingResponse } | { error: unknown } | "later" => {
-    const a = attemptOf(context, event);
-    if (a.router === undefined || context.traceAttempt) return "later";
-    try {
-      const response = prepareUpstreamNow(targetOf({ ...a, router: a.router }));
-      return response ? { response } : "later";
-    } catch (error) {
-      return { error };
-    }
-  },
-);
-
-function prepareFailure(error: unknown): string {
-  return `Cannot prepare the upstream request: ${String(error)}`;
-}
-
-const PREPARE_FAILED: StreamEmitted = {
-  type: "reply",
-  response: internalError("Internal error while preparing the upstream request", "tollgate_prepare_failed"),
-};
-
 function internalError(message: string, details: string): ProcessingResponse {
   return immediateResponse(openAIErrorReply({ status: 500, type: "server_error", message, details }));
 }
@@ -164,32 +102,28 @@ export const attemptStreamMachine = setup({
     }),
   },
   guards: {
-    routerFound: ({ context, event }) => attemptOf(context, event).router !== undefined,
-    preparedAtOnce: ({ context, event }) => {
-      const p = preparedNow(context, event);
-      return p !== "later" && "response" in p;
-    },
-    prepareFailedAtOnce: ({ context, event }) => {
-      const p = preparedNow(context, event);
-      return p !== "later" && "error" in p;
-    },
+    routerFound: ({ context }) => context.router !== undefined,
   },
   actions: {
-    findRouter: assign(({ context, event }) => attemptOf(context, event)),
+    findRouter: assign(({ context, event }) => {
+      const e = event as HeadersEvent;
+      const headers = readHeaders(e.headers);
+      const requestId = headers.get(REQUEST_ID_HEADER);
+      return {
+        requestId,
+        router: requestId === undefined ? undefined : context.findRouter(requestId),
+        backendName: endpointMetadata(e.attributes, BACKEND_METADATA_KEY),
+        refId: endpointMetadata(e.attributes, BACKEND_REF_METADATA_KEY),
+        route: attribute(e.attributes, "xds.route_name"),
+        path: headers.get(":path") ?? "/",
+      };
+    }),
     notifyRouter: sendTo(({ context }) => context.router!, ({ context }) => ({
       type: "attempt.started" as const,
       backend: context.backendName,
       backendRef: context.refId,
       route: context.route,
     })),
-    replyPrepared: emit(({ context, event }) => ({
-      type: "reply" as const,
-      response: (preparedNow(context, event) as { response: ProcessingResponse }).response,
-    })),
-    recordPrepareFailure: assign(({ context, event }) => ({
-      failure: prepareFailure((preparedNow(context, event) as { error: unknown }).error),
-    })),
-    replyPrepareFailure: emit(PREPARE_FAILED),
     replyNoRouter: emit(({ context }) => ({
       type: "reply" as const,
       response: internalError(
@@ -227,29 +161,29 @@ export const attemptStreamMachine = setup({
   states: {
     requestHeaders: {
       on: {
-        // Decided on the message itself, without a transient state: one microstep fewer per attempt.
-        "envoy.requestHeaders": [
-          {
-            guard: "preparedAtOnce",
-            target: "done",
-            actions: ["replyPrepared", "findRouter", "notifyRouter"],
-          },
-          {
-            guard: "prepareFailedAtOnce",
-            target: "failed",
-            actions: ["recordPrepareFailure", "findRouter", "notifyRouter", "replyPrepareFailure"],
-          },
-          { guard: "routerFound", target: "preparing", actions: ["findRouter", "notifyRouter"] },
-          { target: "failed", actions: ["findRouter", "recordNoRouter", "replyNoRouter"] },
-        ],
+        "envoy.requestHeaders": { target: "deciding", actions: "findRouter" },
         "envoy.*": { target: "failed", actions: ["recordViolation", "emitViolation"] },
       },
+    },
+    deciding: {
+      always: [
+        { guard: "routerFound", target: "preparing", actions: "notifyRouter" },
+        { target: "failed", actions: ["recordNoRouter", "replyNoRouter"] },
+      ],
     },
     preparing: {
       invoke: {
         src: "prepare",
         input: ({ context }) => ({
-          target: targetOf({ ...context, router: context.router! }),
+          target: {
+            // The router keeps the request it routed and the snapshot it started with; a config swap mid-request
+            // changes nothing for this request.
+            route: context.router!.getSnapshot().context.route as RoutedRequest,
+            snapshot: context.router!.getSnapshot().context.snapshot,
+            backendName: context.backendName,
+            refId: context.refId,
+            path: context.path,
+          },
           credentials: context.credentials,
           trace: context.traceAttempt && (() =>
             context.traceAttempt!({
@@ -265,7 +199,13 @@ export const attemptStreamMachine = setup({
         },
         onError: {
           target: "failed",
-          actions: [assign(({ event }) => ({ failure: prepareFailure(event.error) })), emit(PREPARE_FAILED)],
+          actions: [
+            assign(({ event }) => ({ failure: `Cannot prepare the upstream request: ${String(event.error)}` })),
+            emit(() => ({
+              type: "reply" as const,
+              response: internalError("Internal error while preparing the upstream request", "tollgate_prepare_failed"),
+            })),
+          ],
         },
       },
       on: { "envoy.*": { target: "failed", actions: ["recordViolation", "emitViolation"] } },

@@ -53,15 +53,6 @@ export function toEnvoyEvent(req: ProcessingRequest): EnvoyMessageEvent | undefi
   }
 }
 
-const PHASES: Readonly<Record<EnvoyMessageEvent["type"], Phase>> = {
-  "envoy.requestHeaders": "requestHeaders",
-  "envoy.requestBody": "requestBody",
-  "envoy.requestTrailers": "requestTrailers",
-  "envoy.responseHeaders": "responseHeaders",
-  "envoy.responseBody": "responseBody",
-  "envoy.responseTrailers": "responseTrailers",
-};
-
 export function phaseOf(event: EnvoyMessageEvent): Phase {
-  return PHASES[event.type];
+  return event.type.slice("envoy.".length) as Phase;
 }

@@ -36,55 +36,21 @@ export async function prepareUpstream(
   credentials: UpstreamCredentials,
   signal: AbortSignal,
 ): Promise<ProcessingResponse> {
-  const plan = planUpstream(t);
-  if ("response" in plan) return plan.response;
-  return plan.finish(await credentialHeaders(plan.backend, plan.upstream, credentials, signal));
-}
-
-/**
- * prepareUpstream's answer when it needs no I/O: no token file to read, no request to sign. Undefined otherwise
- * (then prepareUpstream is the way); throws where prepareUpstream would reject.
- */
-export function prepareUpstreamNow(t: AttemptTarget): ProcessingResponse | undefined {
-  const plan = planUpstream(t);
-  if ("response" in plan) return plan.response;
-  const auth = plan.backend.auth;
-  if (auth === undefined) return plan.finish({});
-  if (auth.kind === "header") return plan.finish({ [auth.header]: auth.value });
-  return undefined;
-}
-
-/** An attempt's answer as far as it goes without I/O: the answer itself, or the rest once the credential is known. */
-type UpstreamPlan =
-  | { readonly response: ProcessingResponse }
-  | {
-    readonly backend: BackendInfo;
-    readonly upstream: UpstreamRequest;
-    readonly finish: (credential: Record<string, string>) => ProcessingResponse;
-  };
-
-function planUpstream(t: AttemptTarget): UpstreamPlan {
   const backend = t.backendName === undefined ? undefined : t.snapshot.backends.get(t.backendName);
   if (!backend) {
     // A plain endpoint (no backend identity): the request goes as the client sent it.
-    return {
-      response: continueResponse("requestHeaders", {
-        headerMutation: headerMutation({ ...t.traceHeaders }, [REQUEST_ID_HEADER]),
-      }),
-    };
+    return continueResponse("requestHeaders", {
+      headerMutation: headerMutation({ ...t.traceHeaders }, [REQUEST_ID_HEADER]),
+    });
   }
   const ref = t.refId === undefined ? undefined : t.snapshot.backendRefs.get(t.refId);
   const translator = translatorFor(t.route.api, t.route.endpoint, backend.schema.name);
   const request = translateRequestFor(t.route, t.snapshot, backend.name, t.refId)!;
   if (!translator) {
-    return {
-      response: reject(t, 422, `The backend ${backend.name} (${backend.schema.name}) cannot serve ${t.route.endpoint}`),
-    };
+    return reject(t, 422, `The backend ${backend.name} (${backend.schema.name}) cannot serve ${t.route.endpoint}`);
   }
   const translated = translator.request(request);
-  if (isClientError(translated)) {
-    return { response: reject(t, translated.status, translated.message, translated.param) };
-  }
+  if (isClientError(translated)) return reject(t, translated.status, translated.message, translated.param);
   const body = mutateBody(translated.body, [backend.bodyMutation, ref?.bodyMutation]);
   const set: Record<string, string> = { ...t.traceHeaders, ...translated.headers, ":path": translated.path };
   const remove = [REQUEST_ID_HEADER];
@@ -92,25 +58,18 @@ function planUpstream(t: AttemptTarget): UpstreamPlan {
     for (const h of m?.set ?? []) set[h.name.toLowerCase()] = h.value;
     for (const h of m?.remove ?? []) remove.push(h.toLowerCase());
   }
-  return {
-    backend,
-    upstream: { ...translated, body },
-    finish: (credential) => {
-      Object.assign(set, credential);
-      // The client's Authorization (and x-api-key) were for the gateway: a provider only ever sees the backend's own
-      // credential, or none.
-      for (const h of ["authorization", "x-api-key", "api-key"]) if (!(h in set)) remove.push(h);
-      const replaced = body !== t.route.rawBody;
-      const response = continueResponse("requestHeaders", {
-        headerMutation: headerMutation(set, remove),
-        ...(replaced ? { replace: true, body } : {}),
-      });
-      // Envoy drops content-length when the body is replaced; the upstream header_mutation filter puts it back from
-      // here.
-      if (replaced) response.dynamicMetadata = { [AI_GATEWAY_NAMESPACE]: { content_length: body.length } };
-      return response;
-    },
-  };
+  Object.assign(set, await credentialHeaders(backend, { ...translated, body }, credentials, signal));
+  // The client's Authorization (and x-api-key) were for the gateway: a provider only ever sees the backend's own
+  // credential, or none.
+  for (const h of ["authorization", "x-api-key", "api-key"]) if (!(h in set)) remove.push(h);
+  const replaced = body !== t.route.rawBody;
+  const response = continueResponse("requestHeaders", {
+    headerMutation: headerMutation(set, remove),
+    ...(replaced ? { replace: true, body } : {}),
+  });
+  // Envoy drops content-length when the body is replaced; the upstream header_mutation filter puts it back from here.
+  if (replaced) response.dynamicMetadata = { [AI_GATEWAY_NAMESPACE]: { content_length: body.length } };
+  return response;
 }
 
 function reject(t: AttemptTarget, status: number, message: string, param?: string): ProcessingResponse {

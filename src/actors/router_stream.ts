@@ -1,18 +1,12 @@
 // The router-level ExtProc stream: one actor per HTTP request that Envoy's router filter sends us. It reads the
 // request, decides the model (x-ai-eg-model) so Envoy can re-select the route, then follows the response.
 //
-//   requestHeaders → requestBody → [selecting] → upstream → responseBody → done
-//                                                  failed (immediate response, protocol error or abort)
+//   requestHeaders → requestBody → routing → [selecting] → upstream → responseHeaders → responseBody → done
+//                                                        failed (immediate response, protocol error or abort)
 //   [selecting]: semantic routing (signals, guards, cache); a cache hit ends in answered, a guard block in failed
 //
 // Every ProcessingRequest is answered with exactly the matching response type (or an immediate response), emitted
 // as a "reply" event; the transport writes it. Messages that arrive out of order are protocol violations.
-//
-// Cost matters here: this runs for every message of every request. Each message is one transition with at most one
-// `assign` on the usual path (every assign and every microstep makes a new snapshot). So the decisions are made
-// by guards on the message itself (classifying the request, routing the body, seeing whether the response is
-// complete) instead of transient states with eventless transitions; what those guards derive from the message is
-// computed once per message (`perMessage`) and read again by the transition's action.
 import { assign, emit, enqueueActions, fromPromise, setup } from "xstate";
 import type { GatewaySnapshot } from "../control/snapshot.ts";
 import {
@@ -54,7 +48,6 @@ import {
   semanticRouterFor,
 } from "../routing/stream_routing.ts";
 import type { RoutingRequest } from "../routing/router_engine.ts";
-import { perMessage } from "./per_message.ts";
 
 /** Headers the router sets; client-sent copies are overwritten, never trusted. */
 export const MODEL_HEADER = "x-ai-eg-model";
@@ -167,35 +160,6 @@ function concat(chunks: readonly Uint8Array[], total: number): Uint8Array {
   return out;
 }
 
-/** What the request headers say: the endpoint asked for (or why it cannot be served). */
-const requestOf = perMessage((_context: RouterContext, event: Event) => {
-  const headers = readHeaders((event as HeadersEvent).headers);
-  const method = headers.get(":method") ?? "";
-  const path = headers.get(":path") ?? "";
-  return { method, path, headers, endpoint: findEndpoint(method, path, headers.get("content-type")) };
-});
-
-/** The last request body chunk joined to the earlier ones, and the route it decides (or why it cannot be routed). */
-const routeOf = perMessage((context: RouterContext, event: Event) => {
-  const chunk = (event as BodyEvent).body.body;
-  const chunks = chunk.length === 0 ? context.chunks : [...context.chunks, chunk];
-  const bytes = context.bodyBytes + chunk.length;
-  return routeRequestBody(context.endpoint as Endpoint, concat(chunks, bytes), context.snapshot);
-});
-
-/** The request headers with the routing headers the router set, for the usage event's descriptors. */
-function routingHeaders(requestHeaders: ReadonlyMap<string, string>, route: RoutedRequest): Map<string, string> {
-  const headers = new Map(requestHeaders);
-  headers.set(MODEL_HEADER, route.model);
-  return headers;
-}
-
-/** Admission by reservation: the ratelimit filter, next in Envoy's chain, reads the estimate from metadata. */
-function reservationOf(context: RouterContext, route: RoutedRequest): Reservation | undefined {
-  const plan = context.snapshot.reservation;
-  return plan ? reserve(plan, route, usageEventId(context.now())) : undefined;
-}
-
 function rejectionOf(e: OpenAIError): StreamFailure {
   return { kind: "rejected", status: e.status, details: e.details };
 }
@@ -242,18 +206,17 @@ export const routerStreamMachine = setup({
     ),
   },
   guards: {
-    requestRejected: ({ context, event }) => !isEndpoint(requestOf(context, event).endpoint),
-    answeredLocally: ({ context, event }) => !(requestOf(context, event).endpoint as Endpoint).routedByBody,
+    requestRejected: ({ context }) => context.endpoint === undefined || !isEndpoint(context.endpoint),
+    answeredLocally: ({ context }) => isEndpoint(context.endpoint!) && !context.endpoint.routedByBody,
     // With end_of_stream on the headers, or a mode that sends no body, a body-routed request cannot be routed.
     noRequestBody: ({ event }) => (event as HeadersEvent).headers.endOfStream,
     requestBodyNotSent: ({ context }) => !sendsBody(context.mode.requestBodyMode),
     bodyTooLarge: ({ context, event }) =>
       context.bodyBytes + (event as BodyEvent).body.body.length > context.maxBodyBytes,
     moreBodyComing: ({ event }) => !(event as BodyEvent).body.endOfStream,
-    bodyRejected: ({ context, event }) => isOpenAIError(routeOf(context, event)),
-    semanticallyRouted: ({ context, event }) =>
-      semanticRouterFor(context.snapshot, routeOf(context, event) as RoutedRequest, context.routingServices) !==
-        undefined,
+    bodyRejected: ({ context }) => isOpenAIError(context.route),
+    semanticallyRouted: ({ context }) =>
+      semanticRouterFor(context.snapshot, context.route as RoutedRequest, context.routingServices) !== undefined,
     routingBlocked: ({ event }) => (event as unknown as RoutingDone).output.kind === "blocked",
     routingAnsweredFromCache: ({ event }) => (event as unknown as RoutingDone).output.kind === "cached",
     responseComplete: ({ context, event }) =>
@@ -264,8 +227,16 @@ export const routerStreamMachine = setup({
   },
   actions: {
     recordRequestHeaders: assign(({ context, event }) => {
-      const { method, path, headers, endpoint } = requestOf(context, event);
-      return { method, path, endpoint, requestHeaders: headers, startedAt: context.now() };
+      const headers = readHeaders((event as HeadersEvent).headers);
+      const method = headers.get(":method") ?? "";
+      const path = headers.get(":path") ?? "";
+      return {
+        method,
+        path,
+        endpoint: findEndpoint(method, path, headers.get("content-type")),
+        requestHeaders: headers,
+        startedAt: context.now(),
+      };
     }),
     replyRequestError: emit(({ context }) =>
       reply({
@@ -326,24 +297,31 @@ export const routerStreamMachine = setup({
     continueBodyChunk: emit(({ event }) =>
       reply({ type: "reply", response: continueResponse(phaseOf(event as BodyEvent)) })
     ),
-    // The last chunk: the whole body routed (the chunks are not kept; the route holds the body).
-    routeBody: assign(({ context, event }) => ({
-      route: routeOf(context, event),
+    routeBody: assign(({ context }) => ({
+      route: routeRequestBody(
+        context.endpoint as Endpoint,
+        concat(context.chunks, context.bodyBytes),
+        context.snapshot,
+      ),
       chunks: [],
-      bodyBytes: context.bodyBytes + (event as BodyEvent).body.body.length,
     })),
-    // The usual path in one assign: routeBody, then rememberRoutingHeaders and reserveEstimate.
-    acceptRoutedBody: assign(({ context, event }) => {
-      const route = routeOf(context, event) as RoutedRequest;
-      return {
-        route,
-        chunks: [],
-        bodyBytes: context.bodyBytes + (event as BodyEvent).body.body.length,
-        requestHeaders: routingHeaders(context.requestHeaders, route),
-        reservation: reservationOf(context, route),
-      };
+    // A streamed answer must reach the client chunk by chunk, so the response body switches to STREAMED. Envoy
+    // honours mode_override only in answer to a headers message (and only with allow_mode_override), which is
+    // why this happens at the response headers; if Envoy ignores it, a single BUFFERED chunk still works.
+    overrideModeForStream: assign(({ context, event }) => {
+      const route = context.route as RoutedRequest;
+      const contentType = readHeaders((event as HeadersEvent).headers).get("content-type") ?? "";
+      const streaming = route.stream || contentType.startsWith("text/event-stream") ||
+        contentType.startsWith("application/vnd.amazon.eventstream");
+      if (!streaming || context.mode.responseBodyMode !== BodyMode.BUFFERED) return {};
+      return { mode: { ...context.mode, responseBodyMode: BodyMode.STREAMED }, modeOverridden: true };
     }),
-    reserveEstimate: assign(({ context }) => ({ reservation: reservationOf(context, context.route as RoutedRequest) })),
+    // Admission by reservation: the ratelimit filter, next in Envoy's chain, reads the estimate from metadata.
+    reserveEstimate: assign(({ context }) => {
+      const plan = context.snapshot.reservation;
+      if (!plan) return {};
+      return { reservation: reserve(plan, context.route as RoutedRequest, usageEventId(context.now())) };
+    }),
     replyRoute: emit(({ context }) => {
       const route = context.route as RoutedRequest;
       const response = continueResponse("requestBody", {
@@ -410,6 +388,12 @@ export const routerStreamMachine = setup({
         details: `tollgate_routing_failed: ${String((event as unknown as { error: unknown }).error)}`,
       } satisfies StreamFailure,
     })),
+    // Only a complete 2xx answer is cached; what the client receives is what the cache keeps.
+    startCacheCapture: assign(({ context }) => {
+      const store = context.routing?.cacheStore;
+      const ok = context.responseStatus !== undefined && context.responseStatus >= 200 && context.responseStatus < 300;
+      return { cacheCapture: store && ok ? { store, chunks: [], bytes: 0 } : undefined };
+    }),
     captureForCache: enqueueActions(({ context, event, enqueue }) => {
       if (!context.cacheCapture) return;
       const { body, endOfStream } = (event as BodyEvent).body;
@@ -429,9 +413,11 @@ export const routerStreamMachine = setup({
       const e = event as AttemptEvent;
       return { attempts: context.attempts + 1, backend: e.backend, backendRef: e.backendRef, edgeRoute: e.route };
     }),
-    rememberRoutingHeaders: assign(({ context }) => ({
-      requestHeaders: routingHeaders(context.requestHeaders, context.route as RoutedRequest),
-    })),
+    rememberRoutingHeaders: assign(({ context }) => {
+      const headers = new Map(context.requestHeaders);
+      headers.set(MODEL_HEADER, (context.route as RoutedRequest).model);
+      return { requestHeaders: headers };
+    }),
     translateResponseChunk: assign(({ context, event }) => {
       const { body, endOfStream } = (event as BodyEvent).body;
       const t = context.translator;
@@ -448,38 +434,25 @@ export const routerStreamMachine = setup({
         ...(last ? { accounting: account({ ...context, ...invalid }) } : {}),
       };
     }),
-    // A request that ended before its last response chunk is accounted here; then its usage event goes out.
-    accountAndEmitUsage: enqueueActions(({ context, enqueue }) => {
-      let accounting = context.accounting;
-      if (!accounting && context.route && !isOpenAIError(context.route)) {
-        accounting = account(context);
-        enqueue.assign({ accounting });
-      }
-      if (accounting) enqueue.emit({ type: "usage" as const, event: accounting.event });
+    accountIfNeeded: assign(({ context }) => {
+      if (context.accounting || !context.route || isOpenAIError(context.route)) return {};
+      return { accounting: account(context) };
     }),
-    // The response headers, the translator for the backend that answered, the mode override for a streamed answer
-    // and the start of the semantic cache's capture, in one assign.
+    emitUsage: enqueueActions(({ context, enqueue }) => {
+      if (context.accounting) enqueue.emit({ type: "usage" as const, event: context.accounting.event });
+    }),
     recordResponseHeaders: assign(({ context, event }) => {
       const headers = readHeaders((event as HeadersEvent).headers);
       const status = Number(headers.get(":status"));
       const responseStatus = Number.isInteger(status) ? status : undefined;
-      const route = context.route as RoutedRequest;
-      const translator = responseTranslatorFor(route, context.snapshot, context.backend, context.backendRef);
+      const translator = responseTranslatorFor(
+        context.route as RoutedRequest,
+        context.snapshot,
+        context.backend,
+        context.backendRef,
+      );
       const translatedHeaders = translator?.headers(responseStatus ?? 200, headers) ?? {};
-      // A streamed answer must reach the client chunk by chunk, so the response body switches to STREAMED. Envoy
-      // honours mode_override only in answer to a headers message (and only with allow_mode_override), which is
-      // why this happens at the response headers; if Envoy ignores it, a single BUFFERED chunk still works.
-      const contentType = headers.get("content-type") ?? "";
-      const streaming = route.stream || contentType.startsWith("text/event-stream") ||
-        contentType.startsWith("application/vnd.amazon.eventstream");
-      const override = streaming && context.mode.responseBodyMode === BodyMode.BUFFERED
-        ? { mode: { ...context.mode, responseBodyMode: BodyMode.STREAMED }, modeOverridden: true }
-        : {};
-      // Only a complete 2xx answer is cached; what the client receives is what the cache keeps.
-      const store = context.routing?.cacheStore;
-      const ok = responseStatus !== undefined && responseStatus >= 200 && responseStatus < 300;
-      const cacheCapture: CacheCapture | undefined = store && ok ? { store, chunks: [], bytes: 0 } : undefined;
-      return { responseStatus, translator, translatedHeaders, ...override, cacheCapture };
+      return { responseStatus, translator, translatedHeaders };
     }),
     continueResponseHeaders: emit(({ context }) => {
       // The body may change size chunk by chunk: the length is Envoy's to recompute, not the upstream's.
@@ -570,45 +543,33 @@ export const routerStreamMachine = setup({
     "envoy.*": { target: ".failed", actions: ["recordViolation", "emitViolation"] },
   },
   states: {
-    // The headers classify the request: an error, answered here (GET /v1/models), or waiting for its body.
     requestHeaders: {
-      on: {
-        "envoy.requestHeaders": [
-          {
-            guard: "requestRejected",
-            target: "failed",
-            actions: ["recordRequestHeaders", "replyRequestError", "recordRequestFailure"],
-          },
-          { guard: "answeredLocally", target: "done", actions: ["recordRequestHeaders", "replyModels"] },
-          {
-            guard: "noRequestBody",
-            target: "failed",
-            actions: ["recordRequestHeaders", "rejectEmptyBody", "replyRouteError", "recordRouteFailure"],
-          },
-          {
-            guard: "requestBodyNotSent",
-            target: "failed",
-            actions: ["recordRequestHeaders", "rejectUnreadableBody", "replyRouteError", "recordRouteFailure"],
-          },
-          { target: "requestBody", actions: ["recordRequestHeaders", "continueRequestHeaders"] },
-        ],
-      },
+      on: { "envoy.requestHeaders": { target: "classifying", actions: "recordRequestHeaders" } },
     },
-    // The last chunk routes the request: an error, semantic routing (selecting), or straight upstream.
+    classifying: {
+      always: [
+        { guard: "requestRejected", target: "failed", actions: ["replyRequestError", "recordRequestFailure"] },
+        { guard: "answeredLocally", target: "done", actions: "replyModels" },
+        { guard: "noRequestBody", target: "routing", actions: "rejectEmptyBody" },
+        { guard: "requestBodyNotSent", target: "routing", actions: "rejectUnreadableBody" },
+        { target: "requestBody", actions: "continueRequestHeaders" },
+      ],
+    },
     requestBody: {
       on: {
         "envoy.requestBody": [
-          {
-            guard: "bodyTooLarge",
-            target: "failed",
-            actions: ["rejectLargeBody", "replyRouteError", "recordRouteFailure"],
-          },
+          { guard: "bodyTooLarge", target: "routing", actions: "rejectLargeBody" },
           { guard: "moreBodyComing", actions: ["appendBody", "continueBodyChunk"] },
-          { guard: "bodyRejected", target: "failed", actions: ["routeBody", "replyRouteError", "recordRouteFailure"] },
-          { guard: "semanticallyRouted", target: "selecting", actions: "routeBody" },
-          { target: "upstream", actions: ["acceptRoutedBody", "replyRoute"] },
+          { target: "routing", actions: ["appendBody", "routeBody"] },
         ],
       },
+    },
+    routing: {
+      always: [
+        { guard: "bodyRejected", target: "failed", actions: ["replyRouteError", "recordRouteFailure"] },
+        { guard: "semanticallyRouted", target: "selecting" },
+        { target: "upstream", actions: ["rememberRoutingHeaders", "reserveEstimate", "replyRoute"] },
+      ],
     },
     // Semantic routing (model "auto", or a route that enables it): guards, cache, signals, model selection.
     selecting: {
@@ -641,10 +602,10 @@ export const routerStreamMachine = setup({
     upstream: {
       on: {
         "attempt.started": { actions: "countAttempt" },
-        "envoy.responseHeaders": [
-          { guard: "responseComplete", target: "done", actions: ["recordResponseHeaders", "continueResponseHeaders"] },
-          { target: "responseBody", actions: ["recordResponseHeaders", "continueResponseHeaders"] },
-        ],
+        "envoy.responseHeaders": {
+          target: "responseHeaders",
+          actions: ["recordResponseHeaders", "overrideModeForStream", "startCacheCapture"],
+        },
         // With response headers in SKIP mode the body is the first thing we see of the response.
         "envoy.responseBody": [
           {
@@ -655,6 +616,12 @@ export const routerStreamMachine = setup({
           { target: "responseBody", actions: ["translateResponseChunk", "captureForCache", "replyResponseChunk"] },
         ],
       },
+    },
+    responseHeaders: {
+      always: [
+        { guard: "responseComplete", target: "done", actions: "continueResponseHeaders" },
+        { target: "responseBody", actions: "continueResponseHeaders" },
+      ],
     },
     responseBody: {
       on: {
@@ -672,7 +639,10 @@ export const routerStreamMachine = setup({
     },
     done: {
       type: "final",
-      entry: "accountAndEmitUsage",
+      entry: [
+        "accountIfNeeded",
+        "emitUsage",
+      ],
     },
     failed: { type: "final" },
     /** Answered by the gateway itself (a semantic cache hit): nothing went upstream, nothing to account. */

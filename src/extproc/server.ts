@@ -4,7 +4,6 @@
 import * as grpc from "@grpc/grpc-js";
 import type { Registry } from "prom-client";
 import { ExternalProcessorService } from "../protocol/gen/envoy/service/ext_proc/v3/external_processor.ts";
-import { ExtProcServiceDefinition } from "../protocol/ext_proc_codec.ts";
 import { type ProcessingMode, ROLE_METADATA, routerProcessingMode } from "../protocol/ext_proc.ts";
 import { type RouterInput, routerStreamMachine } from "../actors/router_stream.ts";
 import { type AttemptInput, attemptStreamMachine, type RouterStreamRef } from "../actors/attempt_stream.ts";
@@ -93,11 +92,8 @@ export class ExtProcServer {
     this.#server = new grpc.Server({
       "grpc.max_concurrent_streams": 100_000,
       "grpc.max_receive_message_length": 64 << 20,
-      // Channelz bookkeeping (per-call tracker closures, two Date.now() per message) for an admin API we do not
-      // serve.
-      "grpc.enable_channelz": 0,
     });
-    this.#server.addService(ExtProcServiceDefinition, { process: (call: ExtProcCall) => this.#process(call) });
+    this.#server.addService(ExternalProcessorService, { process: (call: ExtProcCall) => this.#process(call) });
     this.#server.addService(HealthServiceDefinition, this.#health.implementation);
   }
 

@@ -45,9 +45,9 @@ export function hostStream<L extends AnyActorLogic>(
   let closed = false;
   let observability = false;
   const traceEnabled = logger.isLevelEnabled("trace");
-  const debugEnabled = logger.isLevelEnabled("debug");
 
-  metrics.streamOpened(role);
+  metrics.streamsStarted.inc({ role });
+  metrics.streamsActive.inc({ role });
 
   const close = (outcome: string, status?: { code: number; details: string }) => {
     if (closed) return;
@@ -57,34 +57,28 @@ export function hostStream<L extends AnyActorLogic>(
     if (status) call.emit("error", status);
     else if (!call.writableEnded && !call.cancelled) call.end();
     const seconds = (clock.now() - startedAt) / 1000;
-    metrics.streamClosed(role, outcome, seconds);
-    const failed = outcome === "protocol" || outcome === "failed";
-    if (failed || debugEnabled) {
-      const summary = outputOf(actor) ?? {};
-      const line = { requestId: streamId, role, outcome, durationMs: Math.round(seconds * 1e6) / 1e3, ...summary };
-      if (failed) logger.warn(line, "ExtProc stream failed");
-      else logger.debug(line, "ExtProc stream closed");
-    }
+    metrics.streamsActive.dec({ role });
+    metrics.streamsFinished.inc({ role, outcome });
+    metrics.streamSeconds.observe({ role, outcome }, seconds);
+    const summary = outputOf(actor) ?? {};
+    const line = { requestId: streamId, role, outcome, durationMs: Math.round(seconds * 1e6) / 1e3, ...summary };
+    if (outcome === "protocol" || outcome === "failed") logger.warn(line, "ExtProc stream failed");
+    else logger.debug(line, "ExtProc stream closed");
     deps.onClosed();
   };
 
-  // One handler for everything the actor emits: one registration per stream instead of three.
-  actor.on("*", (e: StreamEmitted) => {
-    switch (e.type) {
-      case "reply":
-        if (observability || closed) return;
-        if (e.response.response?.$case === "immediateResponse") {
-          metrics.immediateResponses.inc({ status: e.response.response.value.status?.code ?? 0 });
-        }
-        call.write(e.response);
-        return;
-      case "usage":
-        deps.onUsage?.(e.event);
-        return;
-      case "violation":
-        close("protocol", { code: GrpcStatus.INVALID_ARGUMENT, details: e.message });
-        return;
+  actor.on("reply", (e: StreamEmitted) => {
+    if (e.type !== "reply" || observability || closed) return;
+    if (e.response.response?.$case === "immediateResponse") {
+      metrics.immediateResponses.inc({ status: e.response.response.value.status?.code ?? 0 });
     }
+    call.write(e.response);
+  });
+  actor.on("usage", (e: StreamEmitted) => {
+    if (e.type === "usage") deps.onUsage?.(e.event);
+  });
+  actor.on("violation", (e: StreamEmitted) => {
+    if (e.type === "violation") close("protocol", { code: GrpcStatus.INVALID_ARGUMENT, details: e.message });
   });
   actor.subscribe({
     complete: () => {
@@ -108,9 +102,10 @@ export function hostStream<L extends AnyActorLogic>(
     observability = req.observabilityMode;
     const phase = phaseOf(event);
     const t0 = clock.now();
+    metrics.messages.inc({ role, phase });
     actor.send(event as EnvoyEvent as never);
     const ms = clock.now() - t0;
-    metrics.messageAnswered(role, phase, ms / 1000);
+    metrics.phaseSeconds.observe({ role, phase }, ms / 1000);
     if (traceEnabled) logger.trace({ requestId: streamId, role, phase, durationMs: ms }, "ExtProc message answered");
   };
 

@@ -186,21 +186,6 @@ export function usageEventTime(epochMs: number): string {
   return new Date(Math.floor(epochMs)).toISOString();
 }
 
-/** Random bytes for ids, drawn from the system generator a pool at a time (one call per 256 ids, not one per id). */
-const RANDOM_POOL = new Uint8Array(4096);
-let randomAt = RANDOM_POOL.length;
-function pooledRandom(into: Uint8Array): Uint8Array {
-  if (randomAt + into.length > RANDOM_POOL.length) {
-    crypto.getRandomValues(RANDOM_POOL);
-    randomAt = 0;
-  }
-  into.set(RANDOM_POOL.subarray(randomAt, randomAt + into.length));
-  randomAt += into.length;
-  return into;
-}
-
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
-
 /**
  * A UUIDv7 for an event that ended at `epochMs`. The 48-bit millisecond timestamp comes first, so ids sort by time;
  * the 12 bits after the version hold the fraction of the millisecond (RFC 9562 §6.2, method 3), so ids from one
@@ -208,7 +193,7 @@ const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"
  */
 export function usageEventId(
   epochMs: number,
-  randomBytes: (into: Uint8Array) => Uint8Array = pooledRandom,
+  randomBytes: (into: Uint8Array) => Uint8Array = (into) => crypto.getRandomValues(into),
 ): string {
   if (!Number.isFinite(epochMs) || epochMs < 0 || epochMs >= 2 ** 48) {
     throw new UsageEventError(`Cannot make a usage event id for time ${epochMs}: outside the UUIDv7 range`);
@@ -220,7 +205,6 @@ export function usageEventId(
   b[6] = 0x70 | (fraction >> 8);
   b[7] = fraction & 0xff;
   b[8] = 0x80 | (b[8]! & 0x3f);
-  const h = (i: number) => HEX[b[i]!]!;
-  return h(0) + h(1) + h(2) + h(3) + "-" + h(4) + h(5) + "-" + h(6) + h(7) + "-" + h(8) + h(9) + "-" + h(10) +
-    h(11) + h(12) + h(13) + h(14) + h(15);
+  const hex = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
