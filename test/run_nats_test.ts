@@ -3,20 +3,13 @@
 // spent on the other too.
 import { connect } from "nats";
 import { assertEquals, assertMatch } from "./support/assert.ts";
-import { NatsServer, pollUntil } from "./support/nats_server.ts";
+import { freePorts, NatsServer, pollUntil } from "./support/nats_server.ts";
 import { TOLLGATE } from "./support/process.ts";
 import { startFakeUpstream } from "./support/fake_upstream.ts";
 import { USAGE_STREAM } from "../src/usage/nats_connection.ts";
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
 async function startRun(args: string[]) {
-  const port = freePort();
+  const port = freePorts(1)[0]!;
   const child = new Deno.Command(TOLLGATE, {
     args: ["run", ...args, "--listen", `127.0.0.1:${port}`, "--admin", "off", "--access-log", "off"],
     env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: Deno.env.get("HOME") ?? "/tmp" },

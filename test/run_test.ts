@@ -3,18 +3,12 @@
 import OpenAI from "openai";
 import Anthropic from "@anthropic-ai/sdk";
 import { assertEquals, assertMatch } from "./support/assert.ts";
+import { freePorts } from "./support/nats_server.ts";
 import { TOLLGATE } from "./support/process.ts";
 import { chatCompletion, startFakeUpstream } from "./support/fake_upstream.ts";
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
 async function startRun(env: Record<string, string>, config: string[] = []) {
-  const port = freePort();
+  const port = freePorts(1)[0]!;
   const child = new Deno.Command(TOLLGATE, {
     args: ["run", ...config, "--listen", `127.0.0.1:${port}`, "--admin", "off", "--access-log", "off"],
     env,

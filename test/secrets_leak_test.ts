@@ -7,7 +7,7 @@
 // for in the same places; the client's key must not reach any upstream either.
 import { connect } from "nats";
 import { assert, assertEquals } from "./support/assert.ts";
-import { NatsServer } from "./support/nats_server.ts";
+import { freePorts, NatsServer } from "./support/nats_server.ts";
 import { TOLLGATE } from "./support/process.ts";
 import { chatCompletion, startFakeUpstream } from "./support/fake_upstream.ts";
 import { startOtlpReceiver } from "./support/otlp_receiver.ts";
@@ -15,13 +15,6 @@ import { startOtlpReceiver } from "./support/otlp_receiver.ts";
 const SECRET = "sk-tollgate-leak-canary-7d41c9e2b8";
 const NATS_PASSWORD = "nats-leak-canary-2f6a90d1";
 const CLIENT_KEY = "client-leak-canary-c0ffee42";
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 Deno.test("an upstream API key, the NATS password and the client's key never appear in logs, access logs, metrics, traces, NATS traffic, the spool or error bodies", async () => {
   await using ns = await NatsServer.start({ users: [{ user: "tollgate", password: NATS_PASSWORD }] });
@@ -46,8 +39,8 @@ Deno.test("an upstream API key, the NATS password and the client's key never app
 
   const dir = await Deno.makeTempDir();
   await Deno.writeTextFile(`${dir}/nats.pass`, NATS_PASSWORD, { mode: 0o600 });
-  const port = freePort();
-  const admin = freePort();
+  const port = freePorts(1)[0]!;
+  const admin = freePorts(1)[0]!;
   const child = new Deno.Command(TOLLGATE, {
     args: [
       "run",

@@ -184,11 +184,11 @@ function account(context: RouterContext): Accounting {
 
 /** The last message of a buffered response whose translation failed (the headers have not reached the client). */
 function unreadableAnswer(
-  context: { translator: ResponseTranslator | undefined; mode: ProcessingMode; responseStatus: number | undefined },
+  context: { translator: ResponseTranslator | undefined; mode: ProcessingMode },
   endOfStream: boolean,
 ): boolean {
   return endOfStream && context.translator?.failure !== undefined &&
-    context.mode.responseBodyMode === BodyMode.BUFFERED && (context.responseStatus ?? 200) < 300;
+    context.mode.responseBodyMode === BodyMode.BUFFERED;
 }
 
 export const routerStreamMachine = setup({
@@ -426,7 +426,9 @@ export const routerStreamMachine = setup({
       const last = endOfStream && !sendsTrailers(context.mode.responseTrailerMode);
       // A whole (buffered) answer the translator could not read: Envoy still holds its headers, so the client gets
       // a 502 with the translator's error body instead of a 200 carrying an error.
-      const invalid = unreadableAnswer(context, endOfStream) ? { responseStatus: 502 } : {};
+      const invalid = unreadableAnswer(context, endOfStream) && (context.responseStatus ?? 200) < 300
+        ? { responseStatus: 502 }
+        : {};
       return {
         chunkOut,
         firstByteAt,
@@ -468,7 +470,7 @@ export const routerStreamMachine = setup({
     replyResponseChunk: emit(({ context, event }) => {
       const { body, endOfStream } = (event as BodyEvent).body;
       const out = context.chunkOut ?? body;
-      if (context.responseStatus === 502 && unreadableAnswer({ ...context, responseStatus: 200 }, endOfStream)) {
+      if (context.responseStatus === 502 && unreadableAnswer(context, endOfStream)) {
         return reply({
           type: "reply",
           response: immediateResponse({
