@@ -15,7 +15,8 @@ import {
   type NatsLink,
 } from "../usage/nats_connection.ts";
 import { routingServices } from "../routing/routing_services.ts";
-import { type SharedNatsLink, sharedNatsLink, startUsageSink, type UsageSink } from "../usage/usage_sink.ts";
+import { startUsageSink, type UsageSink } from "../usage/usage_sink.ts";
+import { type SharedNatsLink, sharedNatsLink } from "../usage/nats_connection.ts";
 import { tmpdir } from "node:os";
 import { systemClock } from "../observability/clock.ts";
 import type { GatewaySnapshot } from "../control/snapshot.ts";

@@ -325,3 +325,39 @@ export async function ensureUsageStream(jsm: JetStreamManager, o: UsageStreamOpt
     return await jsm.streams.update(want.name, update);
   }
 }
+
+/**
+ * One NATS connection for a process, dialled once in the background and shared by everyone who asks (the usage
+ * sink, the config subscriber). `get` waits for it, or gives up when the caller's signal aborts.
+ */
+export interface SharedNatsLink {
+  get(signal?: AbortSignal): Promise<NatsLink>;
+  /** The link if it is connected already. */
+  readonly current: NatsLink | undefined;
+  close(): Promise<void>;
+}
+
+export function sharedNatsLink(dial: (signal: AbortSignal) => Promise<NatsLink>): SharedNatsLink {
+  const stop = new AbortController();
+  let current: NatsLink | undefined;
+  const dialled = dial(stop.signal).then((link) => current = link);
+  dialled.catch(() => {}); // Seen by every get(); a failure here is not unhandled.
+  return {
+    get current() {
+      return current;
+    },
+    get(signal) {
+      if (!signal) return dialled;
+      signal.throwIfAborted();
+      return new Promise<NatsLink>((resolve, reject) => {
+        const onAbort = () => reject(signal.reason);
+        signal.addEventListener("abort", onAbort, { once: true });
+        dialled.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+      });
+    },
+    async close() {
+      stop.abort();
+      await dialled.then((link) => link.close(), () => {});
+    },
+  };
+}
